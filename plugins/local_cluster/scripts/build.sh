@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Build every binary the local cluster runs, from the Go module proxy, into
+# ~/.cache/lumina. Idempotent: a binary already present is not rebuilt, so a
+# second run takes a second. Verbose compiler output goes to the build log;
+# the terminal gets one progress line per binary.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+source "$here/common.sh"
+
+# Too many parallel compilers starve everyone else sharing the CPU.
+jobs="${LUMINA_BUILD_JOBS:-2}"
+# A module that needs a newer Go than the local one gets it from the proxy.
+export GOTOOLCHAIN="${LUMINA_GOTOOLCHAIN:-auto}"
+export GOFLAGS="-trimpath -mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+
+mkdir -p "$K8S_BIN" "$LUMINA_BIN" "$SRC_DIR" "$LOG_DIR"
+build_log="$LOG_DIR/build.log"
+: >>"$build_log"
+
+command -v go >/dev/null || die "go is not installed: install Go 1.24+ (https is not needed, Debian's golang-go or any Go toolchain works)"
+
+targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm)
+total=${#targets[@]}
+step=0
+
+# wrapper_module DIR MODULE VERSION: an empty main module that requires MODULE,
+# so `go build` can compile its commands with this module's replace directives.
+wrapper_module() {
+  local dir="$1" module="$2" version="$3"
+  if [[ -f "$dir/.ready" ]]; then return 0; fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && go mod init lumina.local/build-wrapper >>"$build_log" 2>&1 \
+    && go mod edit -require="$module@$version")
+}
+
+# The kubernetes module replaces each k8s.io staging module with a directory in
+# its own tree; those directives are ignored in a dependency, so the wrapper
+# pins each one to the tag released together with this kubernetes version
+# (v1.34.4 -> v0.34.4). The list comes from the module's own go.mod.
+kubernetes_wrapper() {
+  local dir="$SRC_DIR/kubernetes-$K8S_VERSION"
+  [[ -f "$dir/.ready" ]] && return 0
+  progress "fetching k8s.io/kubernetes@$K8S_VERSION (large, one time)"
+  local gomod
+  gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  wrapper_module "$dir" k8s.io/kubernetes "$K8S_VERSION"
+  local staging_version="v0.${K8S_VERSION#v1.}"
+  local go_line godebug_line
+  go_line="$(awk '$1 == "go" {print $2; exit}' "$gomod")"
+  godebug_line="$(awk '$1 == "godebug" {print $2; exit}' "$gomod")"
+  local -a edits=(-go="$go_line")
+  [[ -n "$godebug_line" ]] && edits+=(-godebug="$godebug_line")
+  local count=0
+  while read -r from to; do
+    if [[ "$to" == ./staging/* ]]; then
+      edits+=(-replace="$from=$from@$staging_version")
+    else
+      # A replace to another released module is kept exactly as upstream has it.
+      edits+=(-replace="$from=${to/ /@}")
+    fi
+    count=$((count + 1))
+  done < <(awk '
+    /^replace \(/ {inblock=1; next}
+    inblock && /^\)/ {inblock=0; next}
+    inblock && /=>/ {split($0, p, "=>"); gsub(/^[ \t]+|[ \t]+$/, "", p[1]); gsub(/^[ \t]+|[ \t]+$/, "", p[2]); print p[1], p[2]}
+    /^replace [^(]/ {sub(/^replace /, ""); split($0, p, "=>"); gsub(/^[ \t]+|[ \t]+$/, "", p[1]); gsub(/^[ \t]+|[ \t]+$/, "", p[2]); print p[1], p[2]}
+  ' "$gomod")
+  [[ $count -gt 0 ]] || die "found no replace directives in $gomod: cannot pin the staging modules"
+  (cd "$dir" && go mod edit "${edits[@]}")
+  log "kubernetes wrapper: pinned $count staging modules to $staging_version"
+  touch "$dir/.ready"
+}
+
+kubernetes_ldflags() {
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local flags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+  done
+  printf '%s' "$flags"
+}
+
+# go_build OUT DIR PACKAGE LDFLAGS: compile into a temporary name and rename,
+# so an interrupted build never leaves a half-written binary that looks done.
+go_build() {
+  local out="$1" dir="$2" pkg="$3" ldflags="$4"
+  local start=$SECONDS
+  if ! (cd "$dir" && go build -p "$jobs" -ldflags="$ldflags" -o "$out.partial" "$pkg") >>"$build_log" 2>&1; then
+    tail -n 30 "$build_log" >&2
+    die "building $(basename "$out") failed; full log: $build_log"
+  fi
+  mv "$out.partial" "$out"
+  progress "  built $(basename "$out") in $((SECONDS - start))s ($(du -h "$out" | cut -f1))"
+}
+
+next() { step=$((step + 1)); progress "building $1 ($step/$total)…"; }
+
+for target in "${targets[@]}"; do
+  case "$target" in
+    etcd) out="$K8S_BIN/etcd" ;;
+    coredns) out="$K8S_BIN/coredns" ;;
+    helm) out="$LUMINA_BIN/helm" ;;
+    *) out="$K8S_BIN/$target" ;;
+  esac
+  if [[ -x "$out" ]]; then
+    step=$((step + 1)); progress "$target already built ($step/$total)"; continue
+  fi
+  next "$target"
+  case "$target" in
+    kube-*|kubelet|kubectl)
+      kubernetes_wrapper
+      go_build "$out" "$SRC_DIR/kubernetes-$K8S_VERSION" "k8s.io/kubernetes/cmd/$target" "$(kubernetes_ldflags)" ;;
+    etcd)
+      wrapper_module "$SRC_DIR/etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+      touch "$SRC_DIR/etcd-$ETCD_VERSION/.ready"
+      go_build "$out" "$SRC_DIR/etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "-s -w" ;;
+    coredns)
+      wrapper_module "$SRC_DIR/coredns-$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_VERSION"
+      touch "$SRC_DIR/coredns-$COREDNS_VERSION/.ready"
+      go_build "$out" "$SRC_DIR/coredns-$COREDNS_VERSION" github.com/coredns/coredns "-s -w" ;;
+    helm)
+      wrapper_module "$SRC_DIR/helm-$HELM_VERSION" helm.sh/helm/v3 "$HELM_VERSION"
+      touch "$SRC_DIR/helm-$HELM_VERSION/.ready"
+      go_build "$out" "$SRC_DIR/helm-$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+        "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
+  esac
+done
+progress "all $total binaries ready in $K8S_BIN (helm in $LUMINA_BIN)"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Stop the local cluster: every component by the PID that up.sh recorded, and
+# the pods' containers, so nothing of the cluster keeps running. State is
+# kept (etcd data, certificates, images, volumes): `up` again is quick and the
+# PersistentVolume data survives.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+source "$here/common.sh"
+mkdir -p "$LOG_DIR"
+
+stop() { # NAME: TERM, then KILL after 20 s
+  local name="$1" file="$PID_DIR/$1.pid" pid
+  [[ -f "$file" ]] || return 0
+  pid="$(cat "$file")"
+  if kill -0 "$pid" 2>/dev/null; then
+    progress "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      progress "$name did not stop on TERM; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$file"
+}
+
+# Control loops first, so nothing restarts what is being stopped.
+for name in provisioner kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "$name"; done
+
+# The pods' containers: the kubelet re-creates them on the next `up`.
+if pid_alive containerd; then
+  tasks="$("${CTR[@]}" -n k8s.io tasks ls -q 2>/dev/null || true)"
+  if [[ -n "$tasks" ]]; then
+    progress "stopping $(wc -w <<<"$tasks") pod containers"
+    for task in $tasks; do "${CTR[@]}" -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true; done
+    sleep 1
+    for task in $tasks; do "${CTR[@]}" -n k8s.io tasks delete "$task" >/dev/null 2>&1 || true; done
+  fi
+fi
+
+for name in kube-apiserver etcd containerd; do stop "$name"; done
+progress "cluster stopped; state kept in $CLUSTER_DIR"

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Start the local single-node Kubernetes cluster, building it first if needed.
+# Idempotent: components already running are left alone, so a second `up` only
+# checks health. State (etcd data, certificates, volumes) lives in
+# ~/.cache/lumina/cluster and survives `down`.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+config="$(cd "$here/../config" && pwd)"
+# shellcheck source=common.sh
+source "$here/common.sh"
+
+[[ "$(uname -s)" == Linux ]] || die "the local cluster needs Linux (found $(uname -s))"
+[[ "$(id -u)" == 0 ]] || die "the local cluster runs a kubelet and must be started as root (try: sudo $0)"
+
+mkdir -p "$CLUSTER_DIR" "$LOG_DIR" "$PID_DIR" "$CLUSTER_DIR/volumes" "$CLUSTER_DIR/cni/net.d" \
+  "$CLUSTER_DIR/images" "$CLUSTER_DIR/etcd" /run/lumina-cluster
+chmod 700 "$CLUSTER_DIR/etcd"
+started=$SECONDS
+
+# --- host packages -----------------------------------------------------------
+packages=(containerd runc containernetworking-plugins iptables conntrack openssl
+  busybox-static gcc libc6-dev python3 ethtool socat iproute2 kmod)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+  progress "installing ${missing[*]}"
+  { apt-get install -y --no-install-recommends "${missing[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }; } \
+    >>"$LOG_DIR/apt.log" 2>&1 || die "apt-get install ${missing[*]} failed; see $LOG_DIR/apt.log"
+fi
+CNI_BIN_DIR="${LUMINA_CNI_BIN_DIR:-/usr/lib/cni}"
+for plugin in bridge host-local loopback portmap; do
+  [[ -x "$CNI_BIN_DIR/$plugin" ]] || die "CNI plugin $plugin missing in $CNI_BIN_DIR (package containernetworking-plugins)"
+done
+
+"$here/build.sh"
+
+NODE_IP="$(node_ip)"
+export CLUSTER_DIR PKI_DIR CONTAINERD_SOCK PAUSE_IMAGE CNI_BIN_DIR CLUSTER_DNS_IP POD_CIDR \
+  CLUSTER_CIDR NODE_NAME NODE_IP COREDNS_IMAGE
+
+# render TEMPLATE OUT: fill ${VAR} placeholders from the environment; an
+# unknown placeholder is an error rather than an empty string in a config.
+render() {
+  "$PYTHON" - "$1" "$2" <<'PY'
+import os, pathlib, string, sys
+text = pathlib.Path(sys.argv[1]).read_text()
+pathlib.Path(sys.argv[2]).write_text(string.Template(text).substitute(os.environ))
+PY
+}
+
+# start NAME COMMAND...: run a component detached, logging to its own file and
+# recording its PID, unless it is already running.
+start() {
+  local name="$1"; shift
+  if pid_alive "$name"; then return 0; fi
+  progress "starting $name"
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$PID_DIR/$name.pid"
+}
+
+# wait_for WHAT SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "$what not ready after ${timeout}s; see $LOG_DIR"
+    sleep 1
+  done
+}
+
+# --- kernel settings the pod network and localhost NodePorts need ------------
+modprobe br_netfilter 2>/dev/null || true
+modprobe overlay 2>/dev/null || true
+sysctl -qw net.ipv4.ip_forward=1
+sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || die "net.bridge.bridge-nf-call-iptables unavailable: load the br_netfilter module"
+sysctl -qw net.ipv4.conf.all.route_localnet=1
+# Docker may set the FORWARD policy to DROP; pod traffic must pass anyway.
+for dir in -s -d; do
+  iptables -C FORWARD "$dir" "$CLUSTER_CIDR" -j ACCEPT 2>/dev/null || iptables -I FORWARD 1 "$dir" "$CLUSTER_CIDR" -j ACCEPT
+done
+
+"$here/pki.sh" "$NODE_NAME" "$NODE_IP"
+
+# --- container runtime -------------------------------------------------------
+render "$config/containerd.toml" "$CLUSTER_DIR/containerd.toml"
+render "$config/10-lumina-bridge.conflist" "$CLUSTER_DIR/cni/net.d/10-lumina-bridge.conflist"
+mkdir -p "$(dirname "$CONTAINERD_SOCK")"
+start containerd containerd --config "$CLUSTER_DIR/containerd.toml"
+wait_for containerd 60 "${CTR[@]}" version
+
+# The cluster's own images exist only locally: made here, imported once.
+image_present() { "${CTR[@]}" -n k8s.io images ls -q | grep -qx "$1"; }
+if ! image_present "$PAUSE_IMAGE"; then
+  progress "building the pause image from k8s.io/kubernetes@$K8S_VERSION/build/pause"
+  src="$(cd "$SRC_DIR/kubernetes-$K8S_VERSION" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+  gcc -Os -static -DVERSION="v$PAUSE_VERSION-lumina" -o "$CLUSTER_DIR/images/pause" "$src/build/pause/linux/pause.c"
+  strip "$CLUSTER_DIR/images/pause"
+  "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/pause.tar" "$PAUSE_IMAGE" \
+    --add "$CLUSTER_DIR/images/pause:/pause" --entrypoint /pause --user 65535:65535
+  "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/pause.tar" >/dev/null
+fi
+if ! image_present "$COREDNS_IMAGE"; then
+  progress "building the CoreDNS image"
+  "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/coredns.tar" "$COREDNS_IMAGE" \
+    --add "$K8S_BIN/coredns:/coredns" --entrypoint /coredns --user 65532:65532
+  "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/coredns.tar" >/dev/null
+fi
+if ! image_present "$BUSYBOX_IMAGE"; then
+  progress "building the busybox image (for tests and debugging)"
+  links=()
+  for applet in $(/bin/busybox --list); do links+=(--symlink "/bin/$applet:busybox"); done
+  "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/busybox.tar" "$BUSYBOX_IMAGE" \
+    --add /bin/busybox:/bin/busybox "${links[@]}" --cmd /bin/sh
+  "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/busybox.tar" >/dev/null
+fi
+
+# --- control plane -----------------------------------------------------------
+start etcd "$K8S_BIN/etcd" --name "$NODE_NAME" --data-dir "$CLUSTER_DIR/etcd" \
+  --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379 \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster "$NODE_NAME=http://127.0.0.1:2380" \
+  --listen-metrics-urls http://127.0.0.1:2381 \
+  --client-cert-auth --trusted-ca-file "$PKI_DIR/etcd-ca.crt" \
+  --cert-file "$PKI_DIR/etcd-server.crt" --key-file "$PKI_DIR/etcd-server.key" \
+  --snapshot-count 10000 --quota-backend-bytes 2147483648
+wait_for etcd 60 curl -sf http://127.0.0.1:2381/health
+
+start kube-apiserver "$K8S_BIN/kube-apiserver" \
+  --advertise-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
+  --etcd-servers https://127.0.0.1:2379 --etcd-cafile "$PKI_DIR/etcd-ca.crt" \
+  --etcd-certfile "$PKI_DIR/apiserver-etcd-client.crt" --etcd-keyfile "$PKI_DIR/apiserver-etcd-client.key" \
+  --client-ca-file "$PKI_DIR/ca.crt" \
+  --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
+  --kubelet-client-certificate "$PKI_DIR/apiserver-kubelet-client.crt" \
+  --kubelet-client-key "$PKI_DIR/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority "$PKI_DIR/ca.crt" \
+  --kubelet-preferred-address-types InternalIP,Hostname \
+  --authorization-mode Node,RBAC \
+  --enable-admission-plugins NodeRestriction,PodSecurity \
+  --service-cluster-ip-range "$SERVICE_CIDR" \
+  --service-account-issuer https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file "$PKI_DIR/sa.pub" \
+  --service-account-signing-key-file "$PKI_DIR/sa.key" \
+  --encryption-provider-config "$PKI_DIR/encryption.yaml" \
+  --allow-privileged=true --profiling=false
+wait_for kube-apiserver 120 curl -sf --cacert "$PKI_DIR/ca.crt" "https://127.0.0.1:$APISERVER_PORT/readyz"
+
+kubectl=("$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN")
+
+start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+  --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+  --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+  --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+  --bind-address 127.0.0.1 --leader-elect=false \
+  --cluster-signing-cert-file "$PKI_DIR/ca.crt" --cluster-signing-key-file "$PKI_DIR/ca.key" \
+  --root-ca-file "$PKI_DIR/ca.crt" --service-account-private-key-file "$PKI_DIR/sa.key" \
+  --use-service-account-credentials=true \
+  --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" \
+  --allocate-node-cidrs=true --node-cidr-mask-size 24 --profiling=false
+
+start kube-scheduler "$K8S_BIN/kube-scheduler" \
+  --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+  --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+  --authorization-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+  --bind-address 127.0.0.1 --leader-elect=false --profiling=false
+
+# --- node --------------------------------------------------------------------
+grep -v '^search\|^nameserver 127\.' /etc/resolv.conf >"$CLUSTER_DIR/resolv.conf" 2>/dev/null || true
+render "$config/kubelet.yaml" "$CLUSTER_DIR/kubelet.yaml"
+render "$config/kube-proxy.yaml" "$CLUSTER_DIR/kube-proxy.yaml"
+start kubelet "$K8S_BIN/kubelet" --config "$CLUSTER_DIR/kubelet.yaml" \
+  --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" --root-dir "$CLUSTER_DIR/kubelet" \
+  --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
+start kube-proxy "$K8S_BIN/kube-proxy" --config "$CLUSTER_DIR/kube-proxy.yaml"
+
+# --- add-ons -----------------------------------------------------------------
+wait_for "the node $NODE_NAME" 180 "${kubectl[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+COREFILE_INDENTED="$(sed 's/^/    /' "$config/Corefile")"
+export COREFILE_INDENTED
+render "$config/coredns.yaml" "$CLUSTER_DIR/coredns.yaml"
+"${kubectl[@]}" apply -f "$CLUSTER_DIR/coredns.yaml" -f "$config/storage.yaml" >>"$LOG_DIR/addons.log"
+
+start provisioner "$PYTHON" "$here/provisioner.py" --server "https://127.0.0.1:$APISERVER_PORT" \
+  --ca "$PKI_DIR/ca.crt" --cert "$PKI_DIR/provisioner.crt" --key "$PKI_DIR/provisioner.key" \
+  --root "$CLUSTER_DIR/volumes"
+
+wait_for "CoreDNS" 180 "${kubectl[@]}" -n kube-system rollout status deployment/coredns --timeout=2s
+# Ask the cluster DNS through its Service IP, which also proves kube-proxy.
+wait_for "cluster DNS" 60 busybox nslookup kubernetes.default.svc.cluster.local "$CLUSTER_DNS_IP"
+
+progress "cluster up in $((SECONDS - started))s: node $NODE_NAME ($NODE_IP), kubeconfig $KUBECONFIG_ADMIN, context $CONTEXT_NAME"
