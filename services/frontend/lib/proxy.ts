@@ -1,0 +1,45 @@
+/**
+ * Shared plumbing of the route handlers under app/api: read the browser's JSON body,
+ * attach the session token, forward, and relay the upstream's answer.
+ */
+import { type NextRequest, NextResponse } from "next/server";
+
+import { callUpstream, errorResponse, guarded, relay, type UpstreamName } from "./upstream";
+import { clearSession, sessionToken } from "./session";
+
+export type JsonBody = { ok: true; value: unknown } | { ok: false; response: NextResponse };
+
+/** The request's JSON body, or a 400 saying it is not JSON. */
+export async function readJsonBody(request: NextRequest): Promise<JsonBody> {
+  try {
+    return { ok: true, value: await request.json() };
+  } catch {
+    return { ok: false, response: errorResponse(400, "The request body must be JSON.") };
+  }
+}
+
+export interface ForwardOptions {
+  method?: string;
+  path: string;
+  body?: unknown;
+}
+
+/**
+ * Forwards a signed-in user's request with their token as `Authorization: Bearer`.
+ * A 401 from upstream means the token expired or was revoked, so the cookie goes too
+ * and the page can send the user to sign in again.
+ */
+export async function forwardAsUser(
+  request: NextRequest,
+  upstream: UpstreamName,
+  options: ForwardOptions,
+): Promise<NextResponse> {
+  const token = sessionToken(request);
+  if (!token) return errorResponse(401, "You are not signed in.");
+  return guarded(async () => {
+    const answer = await callUpstream(upstream, { ...options, token });
+    const response = await relay(answer);
+    if (answer.status === 401) clearSession(response, request);
+    return response;
+  });
+}
