@@ -1,0 +1,3 @@
+from reconciler import cli
+
+cli.main()

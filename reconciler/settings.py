@@ -1,0 +1,175 @@
+"""Settings: defaults, then ``config/lumina.toml``, then ``LUMINA_*`` environment variables.
+
+Who calls it: the CLI, once per command, through :func:`load_settings`. Every mistake
+(an unknown key, a wrong type, a malformed file) becomes a :class:`SettingsError` that
+names the key and where it came from, because a typo in a config file must never be
+silently ignored by a tool that deploys.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import pathlib
+import tomllib
+from typing import Any, ClassVar
+
+import pydantic
+import pydantic_settings
+
+from reconciler import errors
+
+ENV_PREFIX = "LUMINA_"
+CONFIG_FILE = pathlib.Path("config/lumina.toml")
+
+
+class TriggerMode(enum.StrEnum):
+    """What the daemon deploys."""
+
+    #: Saved edits in the work tree (the inner loop).
+    WORKTREE = "worktree"
+    #: Only the committed tree of the tracked branch.
+    COMMIT = "commit"
+
+
+class DriftMode(enum.StrEnum):
+    """What the daemon does when live objects differ from the release."""
+
+    WARN = "warn"
+    CORRECT = "correct"
+
+
+class Settings(pydantic_settings.BaseSettings):
+    """Every knob of the reconciler, with the defaults a local stack needs."""
+
+    model_config = pydantic_settings.SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    repo: pathlib.Path = pydantic.Field(
+        default=pathlib.Path("."), description="Root of the git repository to reconcile."
+    )
+    namespace: str = pydantic.Field(
+        default="lumina", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
+    )
+    release: str = pydantic.Field(
+        default="lumina-todo", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53
+    )
+    chart: str = pydantic.Field(
+        default="helm/lumina-todo", description="Chart path, relative to the repository."
+    )
+    branch: str = pydantic.Field(default="main", description="Tracked branch (commit mode).")
+    mode: TriggerMode = TriggerMode.WORKTREE
+    cluster: str = pydantic.Field(
+        default="auto", description="Cluster provider: auto, minikube, kind, context, local."
+    )
+    kube_context: str | None = pydantic.Field(
+        default=None, description="Kube context for the `context` provider."
+    )
+    debounce_seconds: float = pydantic.Field(default=0.4, gt=0, le=60)
+    debounce_max_seconds: float = pydantic.Field(default=5.0, gt=0, le=600)
+    poll_seconds: float = pydantic.Field(
+        default=30.0, gt=0, description="Safety-net poll of git refs in commit mode."
+    )
+    build_concurrency: int = pydantic.Field(default=2, ge=1, le=16)
+    build_timeout_seconds: float = pydantic.Field(default=900.0, gt=0)
+    helm_timeout_seconds: float = pydantic.Field(default=300.0, gt=0)
+    status_port: int = pydantic.Field(default=8787, ge=1, le=65535)
+    state_dir: str = pydantic.Field(
+        default=".lumina", description="Daemon state, relative to the repository."
+    )
+    secrets_file: str = pydantic.Field(
+        default="config/secrets.env", description="Git-ignored source of secret values."
+    )
+    registry: str | None = pydantic.Field(
+        default=None, description="host:port/prefix images are pushed to; none = local."
+    )
+    drift: DriftMode = DriftMode.WARN
+
+    known_keys: ClassVar[frozenset[str]]
+
+    @pydantic.model_validator(mode="after")
+    def _debounce_window_fits(self) -> Settings:
+        if self.debounce_max_seconds < self.debounce_seconds:
+            raise ValueError("debounce_max_seconds must be >= debounce_seconds")
+        return self
+
+    def repo_path(self, relative: str) -> pathlib.Path:
+        """A path given relative to the repository, made absolute."""
+        return (self.repo / relative).resolve()
+
+
+Settings.known_keys = frozenset(Settings.model_fields)
+
+
+def _read_config_file(path: pathlib.Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        # Parse once with tomllib for a precise syntax error, then let
+        # pydantic-settings' own TOML source produce the values.
+        tomllib.loads(path.read_text(encoding="utf-8"))
+        data = pydantic_settings.TomlConfigSettingsSource(Settings, toml_file=path)()
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise errors.SettingsError(
+            f"{path}: not valid TOML: {exc}", hint="fix the syntax, or delete the file"
+        ) from exc
+    except OSError as exc:
+        raise errors.SettingsError(f"{path}: cannot be read: {exc.strerror}") from exc
+    unknown = sorted(set(data) - Settings.known_keys)
+    if unknown:
+        raise errors.SettingsError(
+            f"{path}: unknown setting {unknown[0]!r}",
+            hint=f"known settings: {', '.join(sorted(Settings.known_keys))}",
+        )
+    return dict(data)
+
+
+def _read_environment() -> dict[str, Any]:
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX) :].lower() not in Settings.known_keys
+    )
+    if unknown:
+        known = ", ".join(ENV_PREFIX + key.upper() for key in sorted(Settings.known_keys))
+        raise errors.SettingsError(
+            f"environment: unknown setting {unknown[0]}", hint=f"known settings: {known}"
+        )
+    return dict(pydantic_settings.EnvSettingsSource(Settings)())
+
+
+def load_settings(
+    repo: pathlib.Path | None = None, *, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Settings for ``repo`` (default: ``LUMINA_REPO`` or the current directory).
+
+    Precedence, lowest first: defaults, ``<repo>/config/lumina.toml``, ``LUMINA_*``
+    environment variables, ``overrides`` (command-line flags). The sources are read
+    with pydantic-settings and validated here in one step, so an error can say which
+    source a bad value came from.
+    """
+    env_values = _read_environment()
+    root = pathlib.Path(repo or env_values.get("repo") or ".").resolve()
+    config_path = root / CONFIG_FILE
+    file_values = _read_config_file(config_path)
+    merged: dict[str, Any] = {**file_values, **env_values, **(overrides or {}), "repo": root}
+    try:
+        return Settings.model_validate(merged)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "settings"
+        if key in (overrides or {}):
+            origin = f"--{key.replace('_', '-')}"
+        elif key in env_values:
+            origin = f"{ENV_PREFIX}{key.upper()}"
+        elif key in file_values:
+            origin = f"{config_path}: {key}"
+        else:
+            origin = key
+        raise errors.SettingsError(
+            f"bad setting {origin}: {first['msg']} (got {first.get('input')!r})"
+        ) from exc
