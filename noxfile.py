@@ -70,7 +70,9 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PY, tags=["ci"])
 def backend(session: nox.Session) -> None:
     """Backend service tests against a real SQLite file and a real server."""
-    session.install("-r", str(BACKEND / "requirements.txt"), "-r", str(BACKEND / "requirements-dev.txt"))
+    session.install(
+        "-r", str(BACKEND / "requirements.txt"), "-r", str(BACKEND / "requirements-dev.txt")
+    )
     session.chdir(BACKEND)
     session.run("pytest", *session.posargs)
 
@@ -79,9 +81,12 @@ def backend(session: nox.Session) -> None:
 def chatbot(session: nox.Session) -> None:
     """Chatbot tests: real MCP tools against a real backend; only the model is scripted."""
     session.install(
-        "-r", str(CHATBOT / "requirements.txt"),
-        "-r", str(CHATBOT / "requirements-dev.txt"),
-        "-r", str(BACKEND / "requirements.txt"),
+        "-r",
+        str(CHATBOT / "requirements.txt"),
+        "-r",
+        str(CHATBOT / "requirements-dev.txt"),
+        "-r",
+        str(BACKEND / "requirements.txt"),
     )
     session.chdir(CHATBOT)
     session.run("pytest", *session.posargs, env={"BACKEND_SRC": str(BACKEND)})

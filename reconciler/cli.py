@@ -20,6 +20,7 @@ from reconciler import (
     contexts,
     discovery,
     errors,
+    git_reading,
     settings,
     snapshots,
     state,
@@ -27,7 +28,7 @@ from reconciler import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-stderr = rich.console.Console(stderr=True)
+stderr = rich.console.Console(stderr=True, soft_wrap=True)
 
 RepoOption = Annotated[
     pathlib.Path | None,
@@ -42,7 +43,9 @@ def root() -> None:
 
 def _load(repo: pathlib.Path | None, **overrides: object) -> settings.Settings:
     given = {key: value for key, value in overrides.items() if value is not None}
-    return settings.load_settings(repo, overrides=given)
+    config = settings.load_settings(repo, overrides=given)
+    git_reading.open_repository(config.repo)  # fail first, and clearly, outside a repository
+    return config
 
 
 def _plugins(config: settings.Settings) -> discovery.Discovered:
@@ -56,7 +59,8 @@ def _plugins(config: settings.Settings) -> discovery.Discovered:
 def plan(
     repo: RepoOption = None,
     since: Annotated[
-        str | None, typer.Option(help="Compare with this revision's tree instead of the deployed state.")
+        str | None,
+        typer.Option(help="Compare with this revision's tree instead of the deployed state."),
     ] = None,
     mode: Annotated[settings.TriggerMode | None, typer.Option(help="worktree or commit.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -68,12 +72,12 @@ def plan(
     cache = worktree_reading.HashCache(state_dir / "cache" / "hashes.json")
     source = snapshots.source_for(config, cache=cache)
     try:
-        snapshot = snapshots.take(config, found.services, source)
+        snapshot = snapshots.take(config, found.plugins, source)
     except contexts.MissingDockerfileError as exc:
         raise errors.RepositoryError(str(exc)) from exc
     cache.save()
     baseline = (
-        snapshots.baseline_at(config, found.services, since)
+        snapshots.baseline_at(config, found.plugins, since)
         if since
         else state.baseline(state_dir, state.load(state_dir))
     )
@@ -86,10 +90,17 @@ def plan(
         table.add_column(column)
     for service in result.services:
         table.add_row(
-            service.name, service.tag, "yes" if service.rebuild else "no", "\n".join(service.reasons)
+            service.name,
+            service.tag,
+            "yes" if service.rebuild else "no",
+            "\n".join(service.reasons),
         )
-    table.add_row("(chart)", result.chart_digest[:20], "upgrade" if result.chart_changed else "no",
-                  "\n".join(result.chart_reasons))
+    table.add_row(
+        "(chart)",
+        result.chart_digest[:20],
+        "upgrade" if result.chart_changed else "no",
+        "\n".join(result.chart_reasons),
+    )
     rich.console.Console().print(table)
 
 

@@ -17,7 +17,7 @@ _FORMAT = b"lumina-inputs-v1\0"
 TAG_LENGTH = 20
 
 
-def _feed(digest: "hashlib._Hash", *parts: str) -> None:
+def _feed(digest: hashlib._Hash, *parts: str) -> None:
     for part in parts:
         # surrogateescape keeps non-UTF-8 file names distinct instead of failing.
         digest.update(part.encode("utf-8", "surrogateescape"))

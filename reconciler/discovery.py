@@ -27,11 +27,11 @@ _NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 class Discovered:
     """Usable plugins, and the problems of those that were skipped."""
 
-    services: tuple[services.ServicePlugin, ...]
+    plugins: tuple[services.ServicePlugin, ...]
     problems: tuple[errors.PluginError, ...]
 
     def by_name(self) -> dict[services.ServiceName, services.ServicePlugin]:
-        return {plugin.name: plugin for plugin in self.services}
+        return {plugin.name: plugin for plugin in self.plugins}
 
 
 def _load_object(entry_point: importlib.metadata.EntryPoint) -> object:
@@ -75,9 +75,7 @@ def discover_services(
     entry_points: Callable[[], Iterable[importlib.metadata.EntryPoint]] | None = None,
 ) -> Discovered:
     """Every service plugin that loads and validates against ``repo``."""
-    found = (
-        entry_points() if entry_points else importlib.metadata.entry_points(group=SERVICE_GROUP)
-    )
+    found = entry_points() if entry_points else importlib.metadata.entry_points(group=SERVICE_GROUP)
     usable: list[services.ServicePlugin] = []
     problems: list[errors.PluginError] = []
     taken: set[str] = set()
@@ -116,7 +114,7 @@ def discover_services(
             continue
         taken.add(plugin.name)
         usable.append(plugin)
-    return Discovered(services=tuple(usable), problems=tuple(problems))
+    return Discovered(plugins=tuple(usable), problems=tuple(problems))
 
 
 def discover_providers() -> tuple[dict[str, providers.ClusterProvider], list[errors.PluginError]]:
@@ -127,9 +125,7 @@ def discover_providers() -> tuple[dict[str, providers.ClusterProvider], list[err
         try:
             provider = entry_point.load()()
         except Exception as exc:  # a third-party import may raise anything
-            problems.append(
-                errors.PluginError(entry_point.name, f"failed to load: {exc}")
-            )
+            problems.append(errors.PluginError(entry_point.name, f"failed to load: {exc}"))
             continue
         if not isinstance(provider, providers.ClusterProvider):
             problems.append(

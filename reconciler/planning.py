@@ -147,6 +147,7 @@ def plan(
 ) -> Plan:
     """Compare the current inputs with ``baseline``."""
     service_plans = tuple(_service_plan(inputs, baseline) for inputs in current)
+    chart_reasons: tuple[str, ...]
     if baseline.chart_digest == chart_digest:
         chart_changed, chart_reasons = False, (f"chart unchanged since {baseline.label}",)
     elif baseline.chart_digest is None or baseline.chart_files is None:

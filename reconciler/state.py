@@ -78,7 +78,9 @@ def save(state_dir: pathlib.Path, state: State) -> None:
     write_atomically(state_dir / STATE_FILE, json.dumps(state.to_json(), indent=2))
 
 
-def save_manifest(state_dir: pathlib.Path, digest: str, files: Mapping[str, trees.FileEntry]) -> None:
+def save_manifest(
+    state_dir: pathlib.Path, digest: str, files: Mapping[str, trees.FileEntry]
+) -> None:
     """Keep the listing behind ``digest`` (content-addressed, so writing twice is harmless)."""
     path = state_dir / MANIFESTS_DIR / f"{digest}.json"
     if path.exists():

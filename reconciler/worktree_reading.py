@@ -66,7 +66,9 @@ class HashCache:
         self._dirty = False
 
 
-def _entry(full: str, name: str, st: os.stat_result, cache: HashCache, now_ns: int) -> trees.FileEntry | None:
+def _entry(
+    full: str, name: str, st: os.stat_result, cache: HashCache, now_ns: int
+) -> trees.FileEntry | None:
     if stat.S_ISLNK(st.st_mode):
         return trees.FileEntry(trees.SYMLINK, trees.blob_oid(os.fsencode(os.readlink(full))))
     if not stat.S_ISREG(st.st_mode):
@@ -117,7 +119,9 @@ def list_directory(
                         continue
                     if excluded(relative):
                         continue
-                    entry = _entry(item.path, base + relative, item.stat(follow_symlinks=False), cache, now_ns)
+                    entry = _entry(
+                        item.path, base + relative, item.stat(follow_symlinks=False), cache, now_ns
+                    )
                 except FileNotFoundError:
                     continue
                 if entry is not None:

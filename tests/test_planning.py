@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import time
 
 from conftest import PlanRunner, commit_all, git, rebuilds, write
 
+from reconciler import contexts, discovery, services, settings, snapshots, state, worktree_reading
 
-def test_backend_source_edit_plans_backend_only(project: pathlib.Path, plan_json: PlanRunner) -> None:
+
+def test_backend_source_edit_plans_backend_only(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
     write(project, "services/backend/app/main.py", "app = 'backend v2'\n")
     plan = plan_json(project, "--since", "HEAD")
     assert rebuilds(plan) == {"backend"}
@@ -18,7 +23,9 @@ def test_backend_source_edit_plans_backend_only(project: pathlib.Path, plan_json
     assert plan["helm_upgrade"] is True
 
 
-def test_docs_tests_and_dockerignored_files_plan_nothing(project: pathlib.Path, plan_json: PlanRunner) -> None:
+def test_docs_tests_and_dockerignored_files_plan_nothing(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
     write(project, "README.md", "# new docs\n")
     write(project, "tests/test_something.py", "def test(): assert True\n")
     write(project, "services/backend/tests/test_app.py", "def test(): assert 1\n")
@@ -47,7 +54,9 @@ def test_dockerfile_change_plans_that_service(project: pathlib.Path, plan_json: 
     assert rebuilds(plan) == {"chatbot"}
 
 
-def test_rename_delete_mode_and_symlink_changes(project: pathlib.Path, plan_json: PlanRunner) -> None:
+def test_rename_delete_mode_and_symlink_changes(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
     git(project, "mv", "services/backend/app/models.py", "services/backend/app/schema.py")
     plan = plan_json(project, "--since", "HEAD")
     assert rebuilds(plan) == {"backend"}
@@ -77,7 +86,9 @@ def test_rename_delete_mode_and_symlink_changes(project: pathlib.Path, plan_json
     assert rebuilds(plan) == {"frontend"}
 
 
-def test_untracked_file_counts_in_worktree_mode_only(project: pathlib.Path, plan_json: PlanRunner) -> None:
+def test_untracked_file_counts_in_worktree_mode_only(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
     write(project, "services/backend/app/new_module.py", "X = 1\n")
     assert rebuilds(plan_json(project, "--since", "HEAD")) == {"backend"}
     # Commit mode reads the tracked branch's committed tree: the untracked file is invisible.
@@ -86,8 +97,12 @@ def test_untracked_file_counts_in_worktree_mode_only(project: pathlib.Path, plan
     assert rebuilds(plan_json(project, "--mode", "commit", "--since", "HEAD~1")) == {"backend"}
 
 
-def test_uncommitted_edit_never_leaks_into_commit_mode(project: pathlib.Path, plan_json: PlanRunner) -> None:
-    write(project, "services/frontend/app/page.tsx", "export default function Page() { return 1 }\n")
+def test_uncommitted_edit_never_leaks_into_commit_mode(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
+    write(
+        project, "services/frontend/app/page.tsx", "export default function Page() { return 1 }\n"
+    )
     committed = plan_json(project, "--mode", "commit")
     worktree = plan_json(project, "--mode", "worktree")
     by_name = lambda plan: {s["name"]: s["digest"] for s in plan["services"]}  # noqa: E731
@@ -95,7 +110,9 @@ def test_uncommitted_edit_never_leaks_into_commit_mode(project: pathlib.Path, pl
     assert by_name(committed)["backend"] == by_name(worktree)["backend"]
 
 
-def test_digests_are_identical_in_two_clones(project: pathlib.Path, plan_json: PlanRunner, tmp_path: pathlib.Path) -> None:
+def test_digests_are_identical_in_two_clones(
+    project: pathlib.Path, plan_json: PlanRunner, tmp_path: pathlib.Path
+) -> None:
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(project), str(clone))
     # A different mtime everywhere must not matter: only content, mode and path do.
@@ -110,7 +127,9 @@ def test_digests_are_identical_in_two_clones(project: pathlib.Path, plan_json: P
     assert first["chart"]["digest"] == second["chart"]["digest"]  # type: ignore[index]
 
 
-def test_chart_only_change_needs_upgrade_without_builds(project: pathlib.Path, plan_json: PlanRunner) -> None:
+def test_chart_only_change_needs_upgrade_without_builds(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
     write(project, "helm/lumina-todo/values.yaml", "backend: {replicas: 1}\n")
     plan = plan_json(project, "--since", "HEAD")
     assert rebuilds(plan) == set()
@@ -123,8 +142,6 @@ def test_chart_only_change_needs_upgrade_without_builds(project: pathlib.Path, p
 
 
 def test_build_args_change_the_digest(project: pathlib.Path) -> None:
-    from reconciler import contexts, services, worktree_reading
-
     plugin = services.ServicePlugin(
         name=services.ServiceName("backend"),
         context="services/backend",
@@ -144,8 +161,6 @@ def test_build_args_change_the_digest(project: pathlib.Path) -> None:
 
 
 def test_dockerfile_outside_context_counts(project: pathlib.Path) -> None:
-    from reconciler import contexts, services, worktree_reading
-
     write(project, "docker/backend.Dockerfile", "FROM python:3.13-slim\n")
     plugin = services.ServicePlugin(
         name=services.ServiceName("backend"),
@@ -163,17 +178,15 @@ def test_dockerfile_outside_context_counts(project: pathlib.Path) -> None:
     assert contexts.service_inputs(plugin, source).digest != before.digest
 
 
-def test_deployed_state_is_the_default_baseline(project: pathlib.Path, plan_json: PlanRunner) -> None:
-    from reconciler import state
-
+def test_deployed_state_is_the_default_baseline(
+    project: pathlib.Path, plan_json: PlanRunner
+) -> None:
     first = plan_json(project)
     assert rebuilds(first) == {"backend", "chatbot", "frontend"}
     assert all("nothing deployed yet" in s["reasons"][0] for s in first["services"])  # type: ignore[union-attr]
     # Record everything as deployed, the way the reconcile loop does after a release.
-    from reconciler import settings, snapshots, discovery
-
     config = settings.load_settings(project)
-    plugins = discovery.discover_services(project).services
+    plugins = discovery.discover_services(project).plugins
     snap = snapshots.take(config, plugins, snapshots.source_for(config))
     state_dir = project / ".lumina"
     deployed = state.State(chart_digest=snap.chart_digest)
@@ -193,8 +206,6 @@ def test_deployed_state_is_the_default_baseline(project: pathlib.Path, plan_json
 
 def test_stat_cache_notices_same_size_rewrite(project: pathlib.Path, plan_json: PlanRunner) -> None:
     """A same-size rewrite that even restores the old mtime must not hide behind the cache."""
-    import time
-
     main = project / "services/backend/app/main.py"
     old = time.time() - 3600
     for path in (project / "services").rglob("*"):

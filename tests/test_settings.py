@@ -1,0 +1,84 @@
+"""Settings from defaults, ``config/lumina.toml`` and ``LUMINA_*``: errors name the key."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from conftest import write
+
+from reconciler import errors, settings
+
+
+def test_defaults(project: pathlib.Path) -> None:
+    config = settings.load_settings(project)
+    assert config.namespace == "lumina"
+    assert config.release == "lumina-todo"
+    assert config.chart == "helm/lumina-todo"
+    assert config.mode is settings.TriggerMode.WORKTREE
+    assert config.repo == project.resolve()
+
+
+def test_file_then_environment_precedence(
+    project: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(project, "config/lumina.toml", 'namespace = "from-file"\nbuild_concurrency = 3\n')
+    monkeypatch.setenv("LUMINA_BUILD_CONCURRENCY", "4")
+    config = settings.load_settings(project)
+    assert config.namespace == "from-file"
+    assert config.build_concurrency == 4
+
+
+def test_unknown_key_in_file_names_key_and_file(project: pathlib.Path) -> None:
+    write(project, "config/lumina.toml", "namespace = 'x'\nbuild_concurency = 3\n")
+    with pytest.raises(errors.SettingsError) as caught:
+        settings.load_settings(project)
+    assert "build_concurency" in str(caught.value)
+    assert "config/lumina.toml" in str(caught.value)
+
+
+def test_wrong_type_in_file_names_key_and_file(project: pathlib.Path) -> None:
+    write(project, "config/lumina.toml", "build_concurrency = 'many'\n")
+    with pytest.raises(errors.SettingsError, match=r"lumina\.toml: build_concurrency"):
+        settings.load_settings(project)
+
+
+def test_malformed_file(project: pathlib.Path) -> None:
+    write(project, "config/lumina.toml", "namespace = \n")
+    with pytest.raises(errors.SettingsError, match="not valid TOML"):
+        settings.load_settings(project)
+
+
+def test_bad_environment_values(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUMINA_MODE", "sometimes")
+    with pytest.raises(errors.SettingsError, match="LUMINA_MODE"):
+        settings.load_settings(project)
+    monkeypatch.delenv("LUMINA_MODE")
+    monkeypatch.setenv("LUMINA_NAMESPCE", "typo")
+    with pytest.raises(errors.SettingsError, match="unknown setting LUMINA_NAMESPCE"):
+        settings.load_settings(project)
+
+
+def test_cli_reports_bad_settings_without_traceback(project: pathlib.Path) -> None:
+    write(project, "config/lumina.toml", "status_port = 700000\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", "--repo", str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "status_port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_reports_a_directory_that_is_not_a_repository(tmp_path: pathlib.Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", "--mode", "commit", "--repo", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "not a git repository" in result.stderr
