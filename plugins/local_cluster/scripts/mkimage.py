@@ -48,12 +48,16 @@ def build_layer(adds: list[str], symlinks: list[str]) -> bytes:
                 tar.addfile(entry)
             data = pathlib.Path(src).read_bytes()
             info = tarfile.TarInfo(dest.lstrip("/"))
+            seen.add(info.name)
             info.size = len(data)
             info.mode = int(mode[0], 8) if mode else 0o755
             info.mtime = EPOCH
             tar.addfile(info, io.BytesIO(data))
         for spec in symlinks:
             link, target = spec.split(":")
+            # `busybox --list` names busybox itself: never replace a file by a link.
+            if link.lstrip("/") in seen:
+                continue
             for entry in _dir_entries(link, seen):
                 tar.addfile(entry)
             info = tarfile.TarInfo(link.lstrip("/"))
@@ -100,7 +104,9 @@ def main() -> None:
     }
     config_bytes = json.dumps(config, sort_keys=True).encode()
     config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
-    manifest = [{"Config": config_name, "RepoTags": [args.tag], "Layers": [f"{layer_digest}/layer.tar"]}]
+    manifest = [
+        {"Config": config_name, "RepoTags": [args.tag], "Layers": [f"{layer_digest}/layer.tar"]}
+    ]
 
     tmp = args.out.with_suffix(".partial")
     with tarfile.open(tmp, mode="w") as tar:
