@@ -50,11 +50,14 @@ def helm_binary() -> Path:
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         pytest.fail(
-            f"helm is required but {script} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
+            f"helm is required but {script} failed (exit {result.returncode}):\n"
+            f"{result.stderr[-3000:]}"
         )
     helm = Path(lines[-1]) / "helm"
     if not helm.is_file():
-        pytest.fail(f"helm is required but {script} printed {lines[-1]!r}, which holds no helm binary")
+        pytest.fail(
+            f"helm is required but {script} printed {lines[-1]!r}, which holds no helm binary"
+        )
     return helm
 
 
@@ -64,7 +67,11 @@ def helm(helm_binary: Path) -> HelmRun:
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(helm_binary), *map(str, args)], capture_output=True, text=True, timeout=300, check=False
+            [str(helm_binary), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
 
     return run
@@ -86,20 +93,28 @@ class Manifests(list[dict[str, Any]]):
     def get(self, kind: str, name: str) -> Manifest:
         """The one object of this kind and name, or a failure listing what was rendered."""
         matches = [m for m in self.of_kind(kind) if m["metadata"]["name"] == name]
-        assert len(matches) == 1, f"expected one {kind}/{name}, rendered: {sorted(self.kinds_and_names())}"
+        assert len(matches) == 1, (
+            f"expected one {kind}/{name}, rendered: {sorted(self.kinds_and_names())}"
+        )
         return matches[0]
 
     def pod_specs(self) -> Iterator[tuple[str, Manifest]]:
         """(kind/name, pod spec) of every Deployment and bare Pod (the helm test hooks)."""
         for manifest in self:
             if manifest["kind"] == "Deployment":
-                yield f"Deployment/{manifest['metadata']['name']}", manifest["spec"]["template"]["spec"]
+                yield (
+                    f"Deployment/{manifest['metadata']['name']}",
+                    manifest["spec"]["template"]["spec"],
+                )
             elif manifest["kind"] == "Pod":
                 yield f"Pod/{manifest['metadata']['name']}", manifest["spec"]
 
     def container(self, deployment: str) -> Manifest:
         """The single container of a Deployment."""
-        (container,) = self.get("Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+        containers: list[Manifest] = self.get("Deployment", deployment)["spec"]["template"]["spec"][
+            "containers"
+        ]
+        (container,) = containers
         return container
 
 
@@ -109,7 +124,9 @@ def render(helm: HelmRun) -> Render:
 
     def run(*args: str | Path) -> Manifests:
         result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
-        assert result.returncode == 0, f"helm template {' '.join(map(str, args))} failed:\n{result.stderr}"
+        assert result.returncode == 0, (
+            f"helm template {' '.join(map(str, args))} failed:\n{result.stderr}"
+        )
         return Manifests.parse(result.stdout)
 
     return run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 if TYPE_CHECKING:
@@ -83,7 +83,9 @@ def test_each_subchart_renders_on_its_own(helm: HelmRun, chart: Path) -> None:
 
 
 @pytest.mark.parametrize("values", ["defaults", "overrides"])
-def test_every_object_is_valid_kubernetes_1_34(values: str, render: Render, overrides: Path) -> None:
+def test_every_object_is_valid_kubernetes_1_34(
+    values: str, render: Render, overrides: Path
+) -> None:
     manifests = render() if values == "defaults" else render("--values", overrides)
     errors = []
     for manifest in manifests:
