@@ -44,6 +44,7 @@ class Status(BaseModel):
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
+        400: "The request body is not valid JSON.",
         401: "Missing or invalid bearer token.",
         502: "The backend or the language model failed.",
         503: "Chat is off (no model configured) or the backend is unreachable.",
@@ -110,7 +111,7 @@ def create_app(config: settings.Settings | None = None, *, model: Model | None =
         "/api/chat",
         response_model=ChatResponse,
         tags=["chat"],
-        responses=_responses(401, 502, 503, 504),
+        responses=_responses(400, 401, 502, 503, 504),
     )
     async def chat(
         request: ChatRequest,

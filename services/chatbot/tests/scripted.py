@@ -84,8 +84,9 @@ class ScriptedModel(Model):
     A plain class, not a dataclass: the SDK inspects dataclass models field by field.
     """
 
-    def __init__(self, steps: list[Step]) -> None:
+    def __init__(self, steps: list[Step], *, then: Step | None = None) -> None:
         self.steps = list(steps)
+        self.then = then  # played on every call once `steps` are used up, if given
         self.seen: list[Seen] = []
 
     async def get_response(
@@ -105,6 +106,8 @@ class ScriptedModel(Model):
         items = [{"role": "user", "content": input}] if isinstance(input, str) else input
         seen = Seen(input=[dict(item) for item in items], tools=list(tools))  # type: ignore[call-overload]
         self.seen.append(seen)
+        if not self.steps and self.then is not None:
+            self.steps.append(self.then)
         if not self.steps:
             raise AssertionError(f"scripted model called more often than scripted; input: {seen.input}")
         step = self.steps.pop(0)
