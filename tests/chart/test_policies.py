@@ -23,7 +23,8 @@ SERVICES = {
     # name: (container port, liveness path, readiness path)
     "frontend": (3000, "/api/health", "/api/health"),
     "backend": (8000, "/api/health", "/api/ready"),
-    "chatbot": (8001, "/health", "/ready"),
+    # /ready answers 503 without an (optional) model key; see chatbot values.
+    "chatbot": (8001, "/health", "/health"),
 }
 SECRET_WORDS = re.compile(
     r"secret|password|passwd|token|api_?key|apikey|private|credential", re.IGNORECASE
