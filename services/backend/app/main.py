@@ -8,10 +8,15 @@ turns SIGTERM into it after in-flight requests finish) closes the database.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from app import migrating
 from app.database import Database
@@ -62,7 +67,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(auth.router)
     api.include_router(todos.router)
     app.include_router(api)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     return app
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped, so that any str, even a lone surrogate, encodes."""
+
+    def render(self, content: Any) -> bytes:  # noqa: ANN401  # JSONResponse's signature
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes the rejected input back as UTF-8, which fails (500)
+    # for exactly the input rejected as not being valid Unicode.
+    assert isinstance(exc, RequestValidationError)
+    return _AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
 
 
 def _configure_logging() -> None:
