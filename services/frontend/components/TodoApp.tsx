@@ -2,7 +2,7 @@
 
 /** The signed-in page: the todo list with its filters, and the chat panel beside it. */
 import { useRouter } from "next/navigation";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import { api, type ApiResult } from "../lib/client";
 import { type DoneFilter, listQuery, type Todo, type TodoPage } from "../lib/todos";
@@ -24,6 +24,9 @@ export default function TodoApp() {
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
   const [editing, setEditing] = useState<number | null>(null);
+  // Responses can arrive out of order (a reload after a save racing a filter change);
+  // only the newest request may paint the list.
+  const latestLoad = useRef(0);
 
   /** Shows the failure, or leaves for sign-in when the session is gone. */
   const fail = useCallback(
@@ -40,7 +43,9 @@ export default function TodoApp() {
 
   const load = useCallback(
     async (offset = 0): Promise<void> => {
+      const ticket = ++latestLoad.current;
       const result = await api<TodoPage>(`/api/todos?${listQuery(filter, query, PAGE_SIZE, offset)}`);
+      if (ticket !== latestLoad.current) return;
       setLoading(false);
       if (!result.ok) return fail(result);
       setError(null);
@@ -54,9 +59,14 @@ export default function TodoApp() {
     void api<{ email: string }>("/api/auth/me").then((result) => (result.ok ? setEmail(result.data.email) : fail(result)));
   }, [fail]);
 
+  // Saves finish after the user may have changed the filter; reloading through this ref
+  // uses the filter on screen now, not the one captured when the save started.
+  const loadLatest = useRef(load);
   useEffect(() => {
+    loadLatest.current = load;
     void load();
   }, [load]);
+  const refresh = useCallback((): Promise<void> => loadLatest.current(), []);
 
   useEffect(() => {
     const timer = setTimeout(() => setQuery(search), SEARCH_DEBOUNCE_MS);
@@ -70,7 +80,7 @@ export default function TodoApp() {
       return false;
     }
     setError(null);
-    await load();
+    await refresh();
     return true;
   }
 
@@ -82,15 +92,21 @@ export default function TodoApp() {
     }
     setError(null);
     setEditing(null);
-    await load();
+    await refresh();
     return true;
+  }
+
+  /** Ticks the box at once (the round trip can take a moment); a failed save reloads the truth. */
+  async function toggle(id: number, done: boolean): Promise<void> {
+    setTodos((current) => current.map((todo) => (todo.id === id ? { ...todo, done } : todo)));
+    if (!(await update(id, { done }))) await refresh();
   }
 
   async function remove(id: number): Promise<void> {
     const result = await api(`/api/todos/${id}`, { method: "DELETE" });
     if (!result.ok) return fail(result);
     setError(null);
-    await load();
+    await refresh();
   }
 
   async function signOut(): Promise<void> {
@@ -160,7 +176,7 @@ export default function TodoApp() {
                       type="checkbox"
                       checked={todo.done}
                       aria-label={`Done: ${todo.title}`}
-                      onChange={(event) => void update(todo.id, { done: event.target.checked })}
+                      onChange={(event) => void toggle(todo.id, event.target.checked)}
                     />
                     <div className="body">
                       <span className="title">{todo.title}</span>
@@ -192,7 +208,7 @@ export default function TodoApp() {
             ) : null}
           </section>
         </main>
-        <ChatPanel onReply={() => void load()} />
+        <ChatPanel onReply={() => void refresh()} />
       </div>
     </>
   );
