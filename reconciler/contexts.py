@@ -41,6 +41,10 @@ class Source(Protocol):
         """Entry of one file, or None when it does not exist."""
         ...
 
+    def raw(self, path: str) -> bytes | None:
+        """What git would store for ``path``: a file's bytes, a symlink's target."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class ServiceInputs:

@@ -93,5 +93,8 @@ class CommitSource:
         entry = self.entry(path)
         return None if entry is None else read_blob(self.repo, entry.oid)
 
+    def raw(self, path: str) -> bytes | None:
+        return self.read(path)  # a symlink's blob already holds its target
+
     def entry(self, path: str) -> trees.FileEntry | None:
         return self._all().get(path)

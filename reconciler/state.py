@@ -35,6 +35,8 @@ class State:
     chart_digest: str | None = None
     revision: int | None = None
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: the inputs of the last failed attempt, so the same failure is not retried in a loop
+    last_failure: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class State:
             "chart_digest": self.chart_digest,
             "revision": self.revision,
             "history": self.history[-20:],
+            "last_failure": self.last_failure,
         }
 
     @classmethod
@@ -53,6 +56,7 @@ class State:
             chart_digest=data.get("chart_digest"),
             revision=data.get("revision"),
             history=list(data.get("history", [])),
+            last_failure=data.get("last_failure"),
         )
 
 

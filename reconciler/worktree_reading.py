@@ -152,6 +152,15 @@ class WorktreeSource:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def raw(self, path: str) -> bytes | None:
+        full = self.repo / path
+        try:
+            if full.is_symlink():
+                return os.fsencode(os.readlink(full))
+            return full.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
     def entry(self, path: str) -> trees.FileEntry | None:
         full = self.repo / path
         try:

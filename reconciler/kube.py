@@ -1,0 +1,168 @@
+"""The Kubernetes API, as plain JSON dicts: the only module that imports ``kubernetes``.
+
+Who calls it: secrets, rollout watching, diagnosis, drift and status. Objects come back
+exactly as the API serves them (``kubectl get -o json`` shape), so the logic that reads
+them is pure and testable on recorded objects. API failures are translated here: an
+unreachable server is a :class:`TemporaryError`, a refusal (403, 422) permanent.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import urllib3.exceptions
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes import dynamic
+from kubernetes.client import exceptions as k8s_exceptions
+
+from reconciler import errors
+
+Object = dict[str, Any]
+FIELD_MANAGER = "lumina-reconcile"
+
+
+class ApiUnavailableError(errors.TemporaryError):
+    """The API server does not answer."""
+
+
+class ApiRefusedError(errors.PermanentError):
+    """The API server answered with an error the user must act on."""
+
+
+def _translate(exc: Exception, doing: str) -> errors.LuminaError:
+    if isinstance(exc, k8s_exceptions.ApiException):
+        if exc.status in (401, 403):
+            return ApiRefusedError(
+                f"{doing}: not allowed ({exc.status} {exc.reason})",
+                hint="check the kube context's credentials and RBAC",
+            )
+        if exc.status and exc.status >= 500:
+            return ApiUnavailableError(f"{doing}: API server error {exc.status}", retry_after=5)
+        return ApiRefusedError(f"{doing}: {exc.status} {exc.reason}: {(exc.body or '')[:300]}")
+    return ApiUnavailableError(f"{doing}: the API server is unreachable ({exc})", retry_after=5)
+
+
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+class Kube:
+    """A connection to one cluster."""
+
+    def __init__(self, kubeconfig: pathlib.Path | None, context: str | None) -> None:
+        try:
+            self._api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig else None, context=context
+            )
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise errors.PermanentError(
+                f"no usable kubeconfig ({kubeconfig or '~/.kube/config'}, "
+                f"context {context}): {exc}",
+                hint="start the cluster (nox -s cluster -- up) or set LUMINA_KUBE_CONTEXT",
+            ) from exc
+        self._core = k8s_client.CoreV1Api(self._api)
+        self._dynamic: dynamic.DynamicClient | None = None
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        if self._dynamic is None:
+            try:
+                self._dynamic = dynamic.DynamicClient(self._api)  # type: ignore[no-untyped-call]
+            except (k8s_exceptions.ApiException, *_NETWORK_ERRORS) as exc:
+                raise _translate(exc, "discovering the API") from exc
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Object | None:
+        try:
+            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _translate(exc, f"reading {kind} {name}") from exc
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"reading {kind} {name}") from exc
+        result: Object = found.to_dict()
+        return result
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[Object]:
+        try:
+            found = self._resource(api_version, kind).get(
+                namespace=namespace,
+                label_selector=label_selector or None,
+                field_selector=field_selector or None,
+            )
+        except (k8s_exceptions.ApiException, *_NETWORK_ERRORS) as exc:
+            raise _translate(exc, f"listing {kind}") from exc
+        items: list[Object] = found.to_dict().get("items", [])
+        return items
+
+    def apply(self, body: Object) -> Object:
+        """Server-side apply of ``body`` as this tool's field manager."""
+        kind = str(body["kind"])
+        try:
+            applied = self._resource(str(body["apiVersion"]), kind).server_side_apply(
+                body=body,
+                namespace=body["metadata"].get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except (k8s_exceptions.ApiException, *_NETWORK_ERRORS) as exc:
+            # Never include the body: it may be a Secret.
+            raise _translate(exc, f"applying {kind} {body['metadata'].get('name')}") from exc
+        result: Object = applied.to_dict()
+        return result
+
+    def pod_log(
+        self, namespace: str, pod: str, container: str, *, previous: bool, lines: int
+    ) -> str:
+        try:
+            text: str = self._core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                previous=previous,
+                tail_lines=lines,
+                _request_timeout=10,
+            )
+        except k8s_exceptions.ApiException:
+            return ""  # no previous container yet, or the pod is gone: no log to show
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"reading logs of {pod}") from exc
+        return text
+
+    def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> bool:
+        """SelfSubjectAccessReview: may the current identity ``verb`` ``resource`` here?"""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "verb": verb,
+                    "resource": resource,
+                    "namespace": namespace,
+                    "group": group,
+                }
+            },
+        }
+        try:
+            answer = self._resource("authorization.k8s.io/v1", "SelfSubjectAccessReview").create(
+                body=review
+            )
+        except (k8s_exceptions.ApiException, *_NETWORK_ERRORS) as exc:
+            raise _translate(exc, "checking permissions") from exc
+        return bool(answer.to_dict().get("status", {}).get("allowed"))
+
+    def version(self) -> str:
+        try:
+            info = k8s_client.VersionApi(self._api).get_code(_request_timeout=5)
+        except (k8s_exceptions.ApiException, *_NETWORK_ERRORS) as exc:
+            raise _translate(exc, "reaching the API server") from exc
+        return str(info.git_version)

@@ -1,0 +1,467 @@
+"""One reconcile cycle: observe the repository and the release, decide, act once.
+
+Who calls it: the daemon (:mod:`reconciler.running`) for every batch of changes, and the
+``once`` command. The shape follows Flux's helm-controller: observe (snapshot, release),
+decide (what differs), then act — build only the images whose digest is not live, one
+``helm upgrade`` with every service's tag, watch the rollout and roll back at the first
+certain failure. Every outcome is a value (:class:`CycleResult`); nothing a user must
+fix escapes as an exception, and nothing makes the cluster worse: a failed build or a
+rejected chart never reaches Helm, a failed rollout is rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from reconciler import (
+    building,
+    contexts,
+    errors,
+    kube,
+    metrics,
+    preflight,
+    providers,
+    releasing,
+    rollout,
+    secrets,
+    services,
+    settings,
+    snapshots,
+    state,
+    worktree_reading,
+)
+
+log = logging.getLogger("lumina.reconcile")
+
+
+class Outcome(enum.StrEnum):
+    CONVERGED = "converged"
+    NOTHING_TO_DO = "nothing-to-do"
+    BUILD_FAILED = "build-failed"
+    CHART_REJECTED = "chart-rejected"
+    ROLLED_BACK = "rolled-back"
+    BLOCKED = "blocked"
+    SKIPPED_KNOWN_FAILURE = "skipped-known-failure"
+    RETRY = "retry"
+
+    @property
+    def converged(self) -> bool:
+        return self in (Outcome.CONVERGED, Outcome.NOTHING_TO_DO)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleResult:
+    outcome: Outcome
+    message: str
+    source: str = ""
+    built: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    revision: int | None = None
+    diagnosis: rollout.Diagnosis | None = None
+    phases: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    retry_after: float | None = None
+    finished_at: float = dataclasses.field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "message": self.message,
+            "source": self.source,
+            "built": list(self.built),
+            "reused": list(self.reused),
+            "revision": self.revision,
+            "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
+            "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclasses.dataclass
+class Toolbox:
+    """The adapters a cycle acts through; tests and commands build it once."""
+
+    config: settings.Settings
+    plugins: Sequence[services.ServicePlugin]
+    provider: providers.ClusterProvider
+    cluster: providers.ClusterInfo
+    kube: kube.Kube
+    releaser: releasing.Releaser
+    metrics: metrics.Metrics
+    hash_cache: worktree_reading.HashCache
+    build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
+    docker_client: Any = None
+    counters: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"docker_builds": 0, "helm_upgrades": 0, "helm_reads": 0}
+    )
+
+    @property
+    def state_dir(self) -> Any:
+        return self.config.repo_path(self.config.state_dir)
+
+    def docker(self) -> Any:
+        if self.docker_client is None:
+            self.docker_client = building.connect(self.provider.docker_env())
+        return self.docker_client
+
+
+class _Phases:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Any:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+
+
+def _values(
+    plugins: Sequence[services.ServicePlugin], tags: Mapping[str, str], registry: str | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for plugin in plugins:
+        repository = f"{registry.rstrip('/')}/{plugin.name}" if registry else plugin.image
+        values[plugin.values_key] = {
+            "image": {
+                "repository": repository,
+                "tag": tags[plugin.name],
+                "pullPolicy": "IfNotPresent",
+            }
+        }
+    return values
+
+
+def _release_tags(
+    plugins: Sequence[services.ServicePlugin], release: releasing.ReleaseState | None
+) -> dict[str, str]:
+    if release is None:
+        return {}
+    found: dict[str, str] = {}
+    for plugin in plugins:
+        image = (release.values.get(plugin.values_key) or {}).get("image") or {}
+        if image.get("tag"):
+            found[plugin.name] = str(image["tag"])
+    return found
+
+
+def _target_key(tags: Mapping[str, str], chart_digest: str) -> str:
+    return (
+        ",".join(f"{name}={tag}" for name, tag in sorted(tags.items()))
+        + f";chart={chart_digest[:20]}"
+    )
+
+
+async def _build_all(
+    box: Toolbox,
+    wanted: Sequence[tuple[services.ServicePlugin, contexts.ServiceInputs]],
+    source: contexts.Source,
+) -> list[building.BuiltImage]:
+    docker = await asyncio.to_thread(box.docker)
+    limit = asyncio.Semaphore(box.config.build_concurrency)
+
+    async def one(
+        plugin: services.ServicePlugin, inputs: contexts.ServiceInputs
+    ) -> building.BuiltImage:
+        async with limit:
+            log.info("building %s:%s", plugin.image, inputs.tag)
+            built = await building.build(
+                docker,
+                plugin,
+                inputs,
+                source,
+                log=box.build_log,
+                timeout=box.config.build_timeout_seconds,
+            )
+            if not built.reused:
+                box.counters["docker_builds"] += 1
+                box.metrics.build_seconds.labels(plugin.name).observe(built.seconds)
+                box.metrics.services_rebuilt.labels(plugin.name).inc()
+            log.info(
+                "%s %s:%s%s",
+                "reused" if built.reused else "built",
+                plugin.image,
+                inputs.tag,
+                "" if built.reused else f" in {built.seconds:.1f}s",
+            )
+            return built
+
+    tasks = [
+        asyncio.create_task(one(plugin, inputs), name=f"build-{plugin.name}")
+        for plugin, inputs in wanted
+    ]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _upgrade_watching(
+    box: Toolbox, values: dict[str, Any], expected: Mapping[str, str], description: str
+) -> tuple[int | None, rollout.Diagnosis | None, str]:
+    """Run the upgrade while watching the changed pods; stop at the first certain failure."""
+    upgrade = asyncio.create_task(box.releaser.upgrade(values, description), name="helm-upgrade")
+    watcher = asyncio.create_task(
+        rollout.watch(
+            box.kube,
+            box.config.namespace,
+            expected,
+            on_error=lambda exc: log.warning("rollout watch: %s", exc),
+        ),
+        name="rollout-watch",
+    )
+    box.counters["helm_upgrades"] += 1
+    try:
+        done, _pending = await asyncio.wait({upgrade, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        upgrade.cancel()
+        watcher.cancel()
+        await asyncio.gather(upgrade, watcher, return_exceptions=True)
+        raise
+    if upgrade in done:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        try:
+            return upgrade.result(), None, ""
+        except errors.LuminaError as exc:
+            # Helm gave up (timeout or apply error); --atomic has rolled back already.
+            found = None
+            for service, image in expected.items():
+                found = await asyncio.to_thread(
+                    rollout.inspect, box.kube, box.config.namespace, service, image=image
+                )
+                if found:
+                    break
+            return None, found, str(exc)
+    diagnosis = watcher.result()
+    log.warning("rollout failed fast: %s — stopping helm and rolling back", diagnosis.summary)
+    upgrade.cancel()
+    await asyncio.gather(upgrade, return_exceptions=True)
+    return None, diagnosis, diagnosis.summary
+
+
+async def _ensure_rolled_back(box: Toolbox, previous_revision: int | None) -> str:
+    """After an abandoned upgrade: leave the release deployed at its last good revision."""
+    recovered = await box.releaser.recover()
+    current = await box.releaser.current()
+    if current is None:
+        return recovered or "the release was never installed"
+    if current.status != "deployed" and previous_revision is not None:
+        revision = await box.releaser.rollback(previous_revision)
+        return f"rolled back to revision {previous_revision} (now revision {revision})"
+    return recovered or f"release at revision {current.revision} ({current.status})"
+
+
+def _record_failure(current: state.State, key: str, result: CycleResult) -> None:
+    current.last_failure = {
+        "target": key,
+        "outcome": result.outcome.value,
+        "message": result.message,
+    }
+
+
+async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
+    """Observe, decide, act once. ``first`` forces a look at the live release."""
+    phases = _Phases()
+    config = box.config
+    state_dir = box.state_dir
+    saved = state.load(state_dir)
+    key: str | None = None
+    try:
+        with phases.timed("plan"):
+            source = snapshots.source_for(config, cache=box.hash_cache)
+            snapshot = snapshots.take(config, box.plugins, source)
+            box.hash_cache.save()
+        target: dict[str, str] = {inputs.name: inputs.tag for inputs in snapshot.services}
+        inputs_by_name: dict[str, contexts.ServiceInputs] = {i.name: i for i in snapshot.services}
+        key = _target_key(target, snapshot.chart_digest)
+        live_from_state = {name: image.tag for name, image in saved.services.items()}
+        if (
+            not first
+            and saved.revision is not None
+            and live_from_state == target
+            and saved.chart_digest == snapshot.chart_digest
+        ):
+            result = CycleResult(
+                Outcome.NOTHING_TO_DO,
+                "the cluster already runs this state",
+                snapshot.label,
+                phases=phases.seconds,
+            )
+            box.metrics.cycles.labels(result.outcome.value).inc()
+            return result
+        if saved.last_failure and saved.last_failure.get("target") == key:
+            return CycleResult(
+                Outcome.SKIPPED_KNOWN_FAILURE,
+                f"these inputs already failed ({saved.last_failure.get('outcome')}): "
+                f"{saved.last_failure.get('message')}; waiting for a change",
+                snapshot.label,
+                phases=phases.seconds,
+            )
+
+        with phases.timed("release"):
+            box.counters["helm_reads"] += 1
+            recovered = await box.releaser.recover()
+            if recovered:
+                log.warning("recovered release %s: %s", config.release, recovered)
+            release = await box.releaser.current()
+        live = _release_tags(box.plugins, release)
+        changed = sorted(name for name in target if live.get(name) != target[name])
+        chart_changed = saved.chart_digest != snapshot.chart_digest
+        release_ok = release is not None and release.status == "deployed"
+        if not changed and not chart_changed and release_ok and release is not None:
+            saved.services = {
+                name: state.DeployedImage(inputs_by_name[name].digest, tag, box_image(box, name))
+                for name, tag in target.items()
+            }
+            saved.chart_digest, saved.revision = snapshot.chart_digest, release.revision
+            _remember_manifests(state_dir, snapshot)
+            state.save(state_dir, saved)
+            result = CycleResult(
+                Outcome.NOTHING_TO_DO,
+                f"release revision {release.revision} already runs this state",
+                snapshot.label,
+                revision=release.revision,
+                phases=phases.seconds,
+            )
+            box.metrics.cycles.labels(result.outcome.value).inc()
+            return result
+
+        with phases.timed("secrets"):
+            resolved = secrets.resolve(box.plugins, config.repo_path(config.secrets_file))
+
+        plugins_by_name: dict[str, services.ServicePlugin] = {p.name: p for p in box.plugins}
+        wanted = [(plugins_by_name[name], inputs_by_name[name]) for name in changed]
+        with phases.timed("build"):
+            built = await _build_all(box, wanted, source)
+        box.metrics.builds_skipped.inc(len(target) - len([b for b in built if not b.reused]))
+        with phases.timed("load"):
+            fresh = [image.reference for image in built]
+            if fresh:
+                await asyncio.to_thread(box.provider.load_images, fresh)
+
+        values = _values(box.plugins, target, config.registry)
+        with phases.timed("preflight"):
+            rendered = await box.releaser.render(values)
+            deployed_objects = await box.releaser.deployed_manifests()
+            problems = preflight.check(rendered, deployed_objects)
+        if problems:
+            raise releasing.ChartError(
+                "pre-flight checks refused the upgrade:\n  - " + "\n  - ".join(problems),
+                hint="fix the chart; the running release is untouched",
+            )
+        with phases.timed("apply-secrets"):
+            await asyncio.to_thread(box.kube.apply, secrets.namespace_manifest(config.namespace))
+            await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
+
+        # Pods are found by their name label, which the chart sets to the values key.
+        expected: dict[str, str] = {}
+        for name in changed:
+            values_key = plugins_by_name[name].values_key
+            expected[values_key] = f"{values[values_key]['image']['repository']}:{target[name]}"
+        description = f"lumina: {', '.join(f'{n}={target[n]}' for n in changed) or 'chart change'}"
+        previous_revision = release.revision if release_ok and release is not None else None
+        with phases.timed("deploy"):
+            revision, diagnosis, failure = await _upgrade_watching(
+                box, values, expected, description
+            )
+        box.metrics.deploy_seconds.observe(phases.seconds["deploy"])
+        if revision is None:
+            with phases.timed("rollback"):
+                undone = await _ensure_rolled_back(box, previous_revision)
+            result = CycleResult(
+                Outcome.ROLLED_BACK,
+                f"rollout failed: {failure}; {undone}",
+                snapshot.label,
+                tuple(b.service for b in built if not b.reused),
+                tuple(b.service for b in built if b.reused),
+                previous_revision,
+                diagnosis,
+                phases.seconds,
+            )
+            _record_failure(saved, key, result)
+            saved.history.append(result.to_json())
+            state.save(state_dir, saved)
+            box.metrics.cycles.labels(result.outcome.value).inc()
+            return result
+
+        for name in changed:
+            hook = plugins_by_name[name].post_deploy
+            if hook is not None:
+                hook(
+                    services.DeployedService(
+                        services.ServiceName(name),
+                        expected[plugins_by_name[name].values_key],
+                        config.namespace,
+                    )
+                )
+        saved.services = {
+            name: state.DeployedImage(inputs_by_name[name].digest, tag, box_image(box, name))
+            for name, tag in target.items()
+        }
+        saved.chart_digest, saved.revision, saved.last_failure = (
+            snapshot.chart_digest,
+            revision,
+            None,
+        )
+        _remember_manifests(state_dir, snapshot)
+        result = CycleResult(
+            Outcome.CONVERGED,
+            f"revision {revision}: {description.removeprefix('lumina: ')}",
+            snapshot.label,
+            tuple(b.service for b in built if not b.reused),
+            tuple(b.service for b in built if b.reused),
+            revision,
+            None,
+            phases.seconds,
+        )
+        saved.history.append(result.to_json())
+        state.save(state_dir, saved)
+        box.metrics.cycles.labels(result.outcome.value).inc()
+        box.metrics.last_success.set_to_current_time()
+        return result
+    except errors.TemporaryError as exc:
+        log.warning("temporary problem, will retry in %.0fs: %s", exc.retry_after, exc)
+        box.metrics.cycles.labels(Outcome.RETRY.value).inc()
+        return CycleResult(
+            Outcome.RETRY, str(exc), phases=phases.seconds, retry_after=exc.retry_after
+        )
+    except errors.PermanentError as exc:
+        outcome = (
+            Outcome.BUILD_FAILED
+            if isinstance(exc, building.BuildError)
+            else Outcome.CHART_REJECTED
+            if isinstance(exc, releasing.ChartError)
+            else Outcome.BLOCKED
+        )
+        result = CycleResult(outcome, str(exc), phases=phases.seconds)
+        if outcome is not Outcome.BLOCKED and key is not None:
+            _record_failure(saved, key, result)
+        saved.history.append(result.to_json())
+        state.save(state_dir, saved)
+        box.metrics.cycles.labels(outcome.value).inc()
+        return result
+
+
+def box_image(box: Toolbox, name: str) -> str:
+    plugin = next(plugin for plugin in box.plugins if plugin.name == name)
+    return (
+        f"{box.config.registry.rstrip('/')}/{plugin.name}" if box.config.registry else plugin.image
+    )
+
+
+def _remember_manifests(state_dir: Any, snapshot: snapshots.Snapshot) -> None:
+    for inputs in snapshot.services:
+        state.save_manifest(state_dir, inputs.digest, inputs.files)
+    state.save_manifest(state_dir, snapshot.chart_digest, snapshot.chart_files)
