@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from conftest import BackendProcess, ChatbotFactory, User
 from scripted import Call, Say, ScriptedModel, Seen
@@ -123,3 +124,29 @@ def test_the_model_is_offered_no_way_to_name_a_user_or_token(
         )
     # Nor does the token appear anywhere in what the model is given.
     assert dave.token not in str(model.seen[0].input)
+
+
+def test_concurrent_chats_of_different_users_never_cross(
+    backend: BackendProcess, make_user: Callable[[], User], chatbot: ChatbotFactory
+) -> None:
+    users = {"alice": make_user(), "bob": make_user(), "carol": make_user()}
+
+    def add_the_message_as_a_todo(seen: Seen) -> Call | Say:
+        if seen.tool_outputs():
+            return Say("added")
+        message = next(item["content"] for item in reversed(seen.input) if item.get("role") == "user")
+        return Call("add_todo", {"title": message})
+
+    client = chatbot(model=ScriptedModel([], then=add_the_message_as_a_todo), backend_url=backend.url)
+    requests = [(name, f"{name}-{n}") for n in range(4) for name in users]
+
+    def send(request: tuple[str, str]) -> int:
+        name, message = request
+        return client.post("/api/chat", json={"message": message}, headers=users[name].headers).status_code
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        statuses = list(pool.map(send, requests))
+
+    assert statuses == [200] * len(requests)
+    for name, user in users.items():
+        assert sorted(str(t["title"]) for t in user.todos()) == [f"{name}-{n}" for n in range(4)]

@@ -170,3 +170,19 @@ def test_backend_dying_mid_chat_gives_the_model_a_clear_tool_error(
     assert elapsed < 5
     assert response.status_code == 200, response.text
     assert "unreachable" in response.json()["reply"]
+
+
+def test_an_unreachable_model_server_is_a_clear_502(
+    backend: BackendProcess, make_user: Callable[[], User], chatbot: ChatbotFactory
+) -> None:
+    # The real OpenAI-compatible client, pointed at a port where nothing listens.
+    model_url = f"http://127.0.0.1:{free_port()}/v1"
+    client = chatbot(openai_api_key="sk-test-unused", openai_base_url=model_url, backend_url=backend.url)
+
+    started = time.monotonic()
+    response = client.post("/api/chat", json={"message": "hi"}, headers=make_user().headers)
+
+    assert time.monotonic() - started < 15
+    assert response.status_code == 502
+    assert model_url in response.json()["detail"] and "APIConnectionError" in response.json()["detail"]
+    assert "sk-test-unused" not in response.text
