@@ -7,9 +7,15 @@ exit code 2, so no user ever sees a traceback for a mistake they can fix.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import pathlib
+import shutil
+import signal
 import sys
+import time
 from typing import Annotated
 
 import rich.console
@@ -21,9 +27,15 @@ from reconciler import (
     discovery,
     errors,
     git_reading,
+    kube,
+    locking,
+    reconciling,
+    rollout,
+    running,
     settings,
     snapshots,
     state,
+    wiring,
     worktree_reading,
 )
 
@@ -102,6 +114,161 @@ def plan(
         "\n".join(result.chart_reasons),
     )
     rich.console.Console().print(table)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # pyhelm3 logs every helm command line at INFO; ours already say what happens.
+    logging.getLogger("pyhelm3").setLevel(logging.WARNING)
+
+
+def _locked(config: settings.Settings) -> locking.RepositoryLock:
+    lock = locking.RepositoryLock(config.repo_path(config.state_dir))
+    lock.acquire()
+    return lock
+
+
+ModeOption = Annotated[settings.TriggerMode | None, typer.Option(help="worktree or commit.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+@app.command()
+def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
+    """Reconcile continuously: watch the repository, build what changed, upgrade once."""
+    _setup_logging(verbose)
+    config = _load(repo, mode=mode)
+    lock = _locked(config)
+    try:
+        box = wiring.assemble(config, _plugins(config).plugins)
+        raise typer.Exit(running.run_daemon(box))
+    finally:
+        lock.release()
+
+
+@app.command()
+def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
+    """Run one cycle; exit 0 when the cluster runs the repository's state, 1 otherwise."""
+    _setup_logging(verbose)
+    config = _load(repo, mode=mode)
+    lock = _locked(config)
+    try:
+        box = wiring.assemble(config, _plugins(config).plugins)
+        result = asyncio.run(reconciling.run_cycle(box, first=True))
+    finally:
+        lock.release()
+    typer.echo(f"{result.outcome.value}: {result.message}")
+    if result.diagnosis is not None:
+        typer.echo(result.diagnosis.explain())
+    raise typer.Exit(0 if result.outcome.converged else 1)
+
+
+def _status(config: settings.Settings) -> dict[str, object]:
+    state_dir = config.repo_path(config.state_dir)
+    saved = state.load(state_dir)
+    return {
+        "repository": str(config.repo),
+        "mode": config.mode.value,
+        "namespace": config.namespace,
+        "release": config.release,
+        "revision": saved.revision,
+        "daemon": {"pid": locking.holder(state_dir)},
+        "services": {
+            name: {"tag": image.tag, "digest": image.digest, "image": image.image}
+            for name, image in sorted(saved.services.items())
+        },
+        "last_cycle": saved.history[-1] if saved.history else None,
+        "last_failure": saved.last_failure,
+    }
+
+
+@app.command()
+def status(
+    repo: RepoOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Per service: deployed tag and digest, the release revision, the last cycle."""
+    config = _load(repo)
+    document = _status(config)
+    if as_json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    pid = document["daemon"]["pid"]  # type: ignore[index]
+    typer.echo(f"release {config.release} in {config.namespace}: revision {document['revision']}")
+    typer.echo(f"daemon: {'running, PID ' + str(pid) if pid else 'not running'}")
+    table = rich.table.Table()
+    for column in ("service", "tag", "digest"):
+        table.add_column(column)
+    for name, image in document["services"].items():  # type: ignore[attr-defined]
+        table.add_row(name, image["tag"], image["digest"][:20])
+    rich.console.Console().print(table)
+    last = document["last_cycle"]
+    if isinstance(last, dict):
+        typer.echo(f"last cycle: {last['outcome']} — {last['message']}")
+
+
+@app.command()
+def diagnose(
+    service: Annotated[str | None, typer.Argument(help="One service; default: all.")] = None,
+    repo: RepoOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Explain why a service is not healthy now, with its logs and events."""
+    config = _load(repo)
+    found = _plugins(config).plugins
+    names = [plugin.values_key for plugin in found if service in (None, plugin.name)]
+    if service and not names:
+        raise errors.PermanentError(f"no service named {service!r}")
+    provider = wiring.choose_provider(config)
+    cluster = provider.ensure_up()
+    connection = kube.Kube(cluster.kubeconfig, config.kube_context or cluster.context)
+    diagnoses = [
+        diagnosis
+        for name in names
+        if (diagnosis := rollout.inspect(connection, config.namespace, name)) is not None
+    ]
+    saved = state.load(config.repo_path(config.state_dir))
+    last_failure = saved.history[-1].get("diagnosis") if saved.history else None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"now": [d.to_json() for d in diagnoses], "last_rollout": last_failure}, indent=2
+            )
+        )
+        return
+    if not diagnoses:
+        typer.echo(f"no failing pods now in namespace {config.namespace}")
+    for diagnosis in diagnoses:
+        typer.echo(diagnosis.explain())
+    if last_failure:
+        typer.echo("last failed rollout:")
+        typer.echo(rollout.Diagnosis.from_json(last_failure).explain())
+    if diagnoses and shutil.which("kubectl-ai"):
+        typer.echo("kubectl-ai is installed: hand it this evidence with")
+        question = f"why is this failing in namespace {config.namespace}?"
+        typer.echo(f"  lumina-reconcile diagnose --json | kubectl-ai '{question}'")
+
+
+@app.command()
+def stop(repo: RepoOption = None, timeout: float = 120.0) -> None:
+    """Stop the running daemon of this repository (SIGTERM) and wait for it."""
+    config = _load(repo)
+    state_dir = config.repo_path(config.state_dir)
+    pid = locking.holder(state_dir)
+    if pid is None:
+        typer.echo("no daemon is running for this repository")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while locking.holder(state_dir) is not None:
+        if time.monotonic() > deadline:
+            raise errors.TemporaryError(f"daemon {pid} did not stop within {timeout:.0f}s")
+        time.sleep(0.2)
+    typer.echo(f"stopped daemon {pid}")
 
 
 def main() -> None:

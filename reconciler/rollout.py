@@ -57,6 +57,17 @@ class Diagnosis:
             lines.extend(f"    - {event}" for event in self.events)
         return "\n".join(lines)
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Diagnosis:
+        return cls(
+            service=str(data["service"]),
+            reason=FailureReason(data["reason"]),
+            summary=str(data["summary"]),
+            pod=str(data.get("pod", "")),
+            logs=tuple(data.get("logs", ())),
+            events=tuple(data.get("events", ())),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "service": self.service,

@@ -1,0 +1,73 @@
+"""The daemon's lock and status endpoint, with real processes and real sockets."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from reconciler import locking, metrics, serving
+
+
+def test_second_holder_is_refused_with_the_first_pid(tmp_path: pathlib.Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import pathlib, time
+            from reconciler import locking
+            lock = locking.RepositoryLock(pathlib.Path({str(tmp_path)!r}))
+            lock.acquire()
+            print("locked", flush=True)
+            time.sleep(60)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert locking.holder(tmp_path) == holder.pid
+        with pytest.raises(locking.AlreadyRunningError, match=f"PID {holder.pid}"):
+            locking.RepositoryLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # SIGKILL released the kernel lock: no stale lock survives a crash.
+    assert locking.holder(tmp_path) is None
+    lock = locking.RepositoryLock(tmp_path)
+    lock.acquire()
+    lock.release()
+
+
+def test_status_endpoint_is_loopback_only_and_serves_json_and_metrics() -> None:
+    registry = metrics.Metrics()
+    registry.cycles.labels("converged").inc()
+    server = serving.StatusServer(0, lambda: {"revision": 3, "services": {}}, registry)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert urllib.request.urlopen(f"{base}/healthz", timeout=5).read() == b"ok\n"
+        assert (
+            json.loads(urllib.request.urlopen(f"{base}/status", timeout=5).read())["revision"] == 3
+        )
+        text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert 'lumina_cycles_total{outcome="converged"} 1.0' in text
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/nope", timeout=5)
+        listening = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True
+        ).stdout
+        local_addresses = [line.split()[3] for line in listening.splitlines()]
+        assert local_addresses == [f"127.0.0.1:{server.port}"]
+    finally:
+        server.stop()
+    time.sleep(0.1)

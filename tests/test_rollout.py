@@ -1,0 +1,149 @@
+"""Failure classification over pod objects shaped exactly as the API serves them."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from reconciler import rollout
+
+NOW = datetime.datetime(2026, 11, 28, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def _pod(
+    container_status: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "backend-7d9f-abcde"},
+        "spec": {
+            "containers": [{"name": "backend", "image": "lumina/backend:new"}],
+            "volumes": volumes or [],
+        },
+        "status": {
+            "conditions": conditions or [],
+            "containerStatuses": [container_status] if container_status else [],
+        },
+    }
+
+
+def test_crash_loop_is_named_with_exit_code() -> None:
+    pod = _pod(
+        {
+            "name": "backend",
+            "ready": False,
+            "restartCount": 3,
+            "image": "lumina/backend:new",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}},
+        }
+    )
+    found = rollout.classify("backend", pod, [], {}, NOW)
+    assert found is not None and found.reason is rollout.FailureReason.CRASH_LOOP
+    assert "exit code 3" in found.summary and "restarted 3 times" in found.summary
+
+
+def test_image_missing_from_the_node() -> None:
+    pod = _pod(
+        {
+            "name": "backend",
+            "ready": False,
+            "restartCount": 0,
+            "image": "lumina/backend:new",
+            "state": {
+                "waiting": {
+                    "reason": "ErrImageNeverPull",
+                    "message": "image not present with pull policy of Never",
+                }
+            },
+        }
+    )
+    found = rollout.classify("backend", pod, [], {}, NOW)
+    assert found is not None and found.reason is rollout.FailureReason.IMAGE_MISSING
+    assert "lumina/backend:new" in found.summary
+
+
+def test_unschedulable_only_after_patience() -> None:
+    def pending(seconds_ago: int) -> dict[str, Any]:
+        when = (NOW - datetime.timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
+        return _pod(
+            conditions=[
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 Insufficient memory.",
+                    "lastTransitionTime": when,
+                }
+            ]
+        )
+
+    assert rollout.classify("backend", pending(2), [], {}, NOW) is None
+    found = rollout.classify("backend", pending(60), [], {}, NOW)
+    assert found is not None and found.reason is rollout.FailureReason.UNSCHEDULABLE
+    assert "Insufficient memory" in found.summary
+
+
+def test_unbound_claim_is_named() -> None:
+    when = (NOW - datetime.timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    pod = _pod(
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "pod has unbound immediate PersistentVolumeClaims",
+                "lastTransitionTime": when,
+            }
+        ],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "backend-data"}}],
+    )
+    claims = {
+        "backend-data": {"metadata": {"name": "backend-data"}, "status": {"phase": "Pending"}}
+    }
+    found = rollout.classify("backend", pod, [], claims, NOW)
+    assert found is not None and found.reason is rollout.FailureReason.UNBOUND_CLAIM
+    assert "backend-data" in found.summary
+
+
+def test_multi_attach_event() -> None:
+    events = [
+        {
+            "type": "Warning",
+            "reason": "FailedAttachVolume",
+            "message": 'Multi-Attach error for volume "pvc-1" '
+            "Volume is already used by pod(s) backend-old",
+            "firstTimestamp": NOW.isoformat(),
+        }
+    ]
+    found = rollout.classify("backend", _pod(), events, {}, NOW)
+    assert found is not None and found.reason is rollout.FailureReason.VOLUME
+    assert found.events and "Multi-Attach" in found.events[-1]
+
+
+def test_a_starting_pod_is_not_a_failure() -> None:
+    pod = _pod(
+        {
+            "name": "backend",
+            "ready": False,
+            "restartCount": 0,
+            "image": "lumina/backend:new",
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        }
+    )
+    assert rollout.classify("backend", pod, [], {}, NOW) is None
+
+
+def test_diagnosis_round_trips_through_json() -> None:
+    found = rollout.Diagnosis(
+        "backend",
+        rollout.FailureReason.CRASH_LOOP,
+        "keeps crashing",
+        "pod-1",
+        ("RuntimeError: boom",),
+        ("Warning BackOff: restarting",),
+    )
+    assert rollout.Diagnosis.from_json(found.to_json()) == found
+    text = found.explain()
+    assert "CrashLoopBackOff" in text and "| RuntimeError: boom" in text
