@@ -68,7 +68,11 @@ class Server:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
 
     def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, as Kubernetes sends it; returns the exit code."""
+        """SIGTERM, as Kubernetes sends it; returns the exit code.
+
+        uvicorn finishes its shutdown and then re-raises the signal, so a clean stop
+        ends "killed by SIGTERM" (-15) after the lifespan's shutdown has run.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
