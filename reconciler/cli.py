@@ -27,17 +27,17 @@ from reconciler import (
     discovery,
     errors,
     git_reading,
-    kube,
     locking,
-    reconciling,
-    rollout,
-    running,
     settings,
     snapshots,
     state,
-    wiring,
     worktree_reading,
 )
+
+# Commands that talk to a cluster import their adapters (kubernetes, pyhelm3, docker,
+# watchdog) when they run: `plan` and `status` must start fast, and work where those
+# clients are not configured at all.
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 stderr = rich.console.Console(stderr=True, soft_wrap=True)
@@ -140,6 +140,7 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logg
 @app.command()
 def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
     """Reconcile continuously: watch the repository, build what changed, upgrade once."""
+    from reconciler import running, wiring  # noqa: PLC0415 — see the note on imports
     _setup_logging(verbose)
     config = _load(repo, mode=mode)
     lock = _locked(config)
@@ -153,6 +154,7 @@ def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption
 @app.command()
 def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
     """Run one cycle; exit 0 when the cluster runs the repository's state, 1 otherwise."""
+    from reconciler import reconciling, wiring  # noqa: PLC0415 — see the note on imports
     _setup_logging(verbose)
     config = _load(repo, mode=mode)
     lock = _locked(config)
@@ -218,6 +220,7 @@ def diagnose(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Explain why a service is not healthy now, with its logs and events."""
+    from reconciler import kube, rollout, wiring  # noqa: PLC0415 — see the note on imports
     config = _load(repo)
     found = _plugins(config).plugins
     names = [plugin.values_key for plugin in found if service in (None, plugin.name)]
