@@ -118,7 +118,9 @@ def _service_plan(inputs: contexts.ServiceInputs, baseline: Baseline) -> Service
             inputs.name, inputs.digest, inputs.tag, False, (f"unchanged since {baseline.label}",), 0
         )
     if previous is None:
-        reasons: tuple[str, ...] = (f"new: no image in {baseline.label}",)
+        reasons: tuple[str, ...] = (
+            (baseline.label,) if baseline is EMPTY_BASELINE else (f"new: not in {baseline.label}",)
+        )
         return ServicePlan(inputs.name, inputs.digest, inputs.tag, True, reasons, len(inputs.files))
     before = baseline.files.get(inputs.name)
     if before is None:
@@ -151,7 +153,10 @@ def plan(
     if baseline.chart_digest == chart_digest:
         chart_changed, chart_reasons = False, (f"chart unchanged since {baseline.label}",)
     elif baseline.chart_digest is None or baseline.chart_files is None:
-        chart_changed, chart_reasons = True, (f"chart not in {baseline.label}",)
+        chart_changed = True
+        chart_reasons = (
+            (baseline.label,) if baseline is EMPTY_BASELINE else (f"not in {baseline.label}",)
+        )
     else:
         chart_changed = True
         chart_reasons = _summarise(changed_paths(baseline.chart_files, chart_files))
