@@ -7,6 +7,10 @@ const nextConfig: NextConfig = {
   // even when a lockfile exists higher up in the checkout.
   outputFileTracingRoot: __dirname,
   turbopack: { root: __dirname },
+  // The app shows no raster images, so sharp and its ~19 MB of libvips binaries (pulled
+  // into the trace by next's image optimizer) stay out of the image.
+  images: { unoptimized: true },
+  outputFileTracingExcludes: { "*": ["node_modules/@img/**", "node_modules/sharp/**"] },
   poweredByHeader: false,
   reactStrictMode: true,
   async headers() {
