@@ -8,6 +8,7 @@ exit code 2, so no user ever sees a traceback for a mistake they can fix.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import os
@@ -141,6 +142,7 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logg
 def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
     """Reconcile continuously: watch the repository, build what changed, upgrade once."""
     from reconciler import running, wiring  # noqa: PLC0415 — see the note on imports
+
     _setup_logging(verbose)
     config = _load(repo, mode=mode)
     lock = _locked(config)
@@ -155,6 +157,7 @@ def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption
 def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
     """Run one cycle; exit 0 when the cluster runs the repository's state, 1 otherwise."""
     from reconciler import reconciling, wiring  # noqa: PLC0415 — see the note on imports
+
     _setup_logging(verbose)
     config = _load(repo, mode=mode)
     lock = _locked(config)
@@ -221,6 +224,7 @@ def diagnose(
 ) -> None:
     """Explain why a service is not healthy now, with its logs and events."""
     from reconciler import kube, rollout, wiring  # noqa: PLC0415 — see the note on imports
+
     config = _load(repo)
     found = _plugins(config).plugins
     names = [plugin.values_key for plugin in found if service in (None, plugin.name)]
@@ -272,6 +276,42 @@ def stop(repo: RepoOption = None, timeout: float = 120.0) -> None:
             raise errors.TemporaryError(f"daemon {pid} did not stop within {timeout:.0f}s")
         time.sleep(0.2)
     typer.echo(f"stopped daemon {pid}")
+
+
+class ClusterAction(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+    STATUS = "status"
+    LOGS = "logs"
+
+
+@app.command()
+def cluster(
+    action: Annotated[ClusterAction, typer.Argument(help="up, down, status or logs.")],
+    repo: RepoOption = None,
+) -> None:
+    """Start, stop or inspect the cluster of the chosen provider (LUMINA_CLUSTER)."""
+    from reconciler import wiring  # noqa: PLC0415 — see the note on imports
+
+    config = _load(repo)
+    provider = wiring.choose_provider(config)
+    if action is ClusterAction.UP:
+        info = provider.ensure_up()
+        typer.echo(f"{provider.name} cluster up: context {info.context}, node {info.node_ip}")
+        typer.echo(f"kubeconfig: {info.kubeconfig}")
+    elif action is ClusterAction.DOWN:
+        provider.down()
+        typer.echo(f"{provider.name} cluster stopped (state and volumes kept)")
+    elif action is ClusterAction.LOGS:
+        # Providers that keep component logs say where (optional part of the interface).
+        where = getattr(provider, "log_directory", None)
+        typer.echo(f"{provider.name} logs: {where() if callable(where) else 'see the provider'}")
+    else:
+        states = provider.status()
+        for component, state_text in states.items():
+            typer.echo(f"{component:24} {state_text}")
+        if not all(text.startswith("running") for text in states.values()):
+            raise typer.Exit(1)
 
 
 def main() -> None:

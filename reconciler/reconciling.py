@@ -124,20 +124,32 @@ class _Phases:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
 
 
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _values(
-    plugins: Sequence[services.ServicePlugin], tags: Mapping[str, str], registry: str | None
+    plugins: Sequence[services.ServicePlugin],
+    tags: Mapping[str, str],
+    config: settings.Settings,
 ) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+    """Chart values: the settings' extra values, then every service's image."""
+    images: dict[str, Any] = {}
     for plugin in plugins:
-        repository = f"{registry.rstrip('/')}/{plugin.name}" if registry else plugin.image
-        values[plugin.values_key] = {
+        images[plugin.values_key] = {
             "image": {
-                "repository": repository,
+                "repository": box_image_name(config, plugin),
                 "tag": tags[plugin.name],
                 "pullPolicy": "IfNotPresent",
             }
         }
-    return values
+    return _merged(config.values, images)
 
 
 def _release_tags(
@@ -351,7 +363,7 @@ async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
             if fresh:
                 await asyncio.to_thread(box.provider.load_images, fresh)
 
-        values = _values(box.plugins, target, config.registry)
+        values = _values(box.plugins, target, config)
         with phases.timed("preflight"):
             rendered = await box.releaser.render(values)
             deployed_objects = await box.releaser.deployed_manifests()
@@ -454,11 +466,14 @@ async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
         return result
 
 
+def box_image_name(config: settings.Settings, plugin: services.ServicePlugin) -> str:
+    """Where the image lives: the plugin's name locally, or under the registry."""
+    return f"{config.registry.rstrip('/')}/{plugin.name}" if config.registry else plugin.image
+
+
 def box_image(box: Toolbox, name: str) -> str:
     plugin = next(plugin for plugin in box.plugins if plugin.name == name)
-    return (
-        f"{box.config.registry.rstrip('/')}/{plugin.name}" if box.config.registry else plugin.image
-    )
+    return box_image_name(box.config, plugin)
 
 
 def _remember_manifests(state_dir: Any, snapshot: snapshots.Snapshot) -> None:

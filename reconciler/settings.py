@@ -87,6 +87,10 @@ class Settings(pydantic_settings.BaseSettings):
         default=None, description="host:port/prefix images are pushed to; none = local."
     )
     drift: DriftMode = DriftMode.WARN
+    values: dict[str, Any] = pydantic.Field(
+        default_factory=dict,
+        description="Extra chart values (never secrets); image values are set by the reconciler.",
+    )
 
     known_keys: ClassVar[frozenset[str]]
 
