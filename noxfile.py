@@ -11,6 +11,7 @@ import glob
 import os
 import pathlib
 import shutil
+import subprocess
 
 import nox
 
@@ -112,3 +113,72 @@ def chart(session: nox.Session) -> None:
     assert isinstance(helm_dir, str)
     path = f"{helm_dir.strip().splitlines()[-1]}{os.pathsep}{os.environ['PATH']}"
     session.run("pytest", "tests/chart", *session.posargs, env={"PATH": path})
+
+
+def _machine_setup(session: nox.Session) -> None:
+    """Docker engine, local base images and Helm: what every cluster provider needs."""
+    session.log("step 1/5: Docker engine")
+    session.run("bash", "tools/ensure-docker.sh", external=True)
+    session.log("step 2/5: base images (local stand-ins where no registry answers)")
+    session.run("bash", "tools/base-images/build.sh", external=True)
+    session.log("step 3/5: Helm")
+    session.run("bash", "tools/install-helm.sh", external=True, silent=True)
+
+
+def _daemon_running(session: nox.Session) -> bool:
+    found = session.run("lumina-reconcile", "status", "--json", silent=True, success_codes=[0, 2])
+    return isinstance(found, str) and '"pid": null' not in found and '"pid"' in found
+
+
+def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
+    _install_project(session)
+    _machine_setup(session)
+    session.log("step 4/5: cluster (the first build of the local cluster takes long)")
+    session.run("lumina-reconcile", "cluster", "up")
+    session.log("step 5/5: images, namespace, secrets, chart — one reconcile cycle")
+    session.run("lumina-reconcile", "once")
+    if not start_daemon:
+        return
+    if _daemon_running(session):
+        session.log("the reconciler daemon is already running")
+        return
+    log_path = ROOT / ".lumina" / "daemon.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    executable = pathlib.Path(session.virtualenv.bin) / "lumina-reconcile"
+    with open(log_path, "ab") as log_file:
+        # A session of its own: the daemon outlives nox and ignores its terminal's signals.
+        daemon = subprocess.Popen(
+            [str(executable), "run"],
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    session.log(f"reconciler daemon started (PID {daemon.pid}), log: {log_path}")
+
+
+@nox.session(python=PY, default=False)
+def bootstrap(session: nox.Session) -> None:
+    """Bring the whole stack up from nothing and start the reconciler daemon."""
+    _bootstrap(session, start_daemon=True)
+    session.log("Lumina Todo: http://127.0.0.1:30080")
+    session.log("status: lumina-reconcile status   (or http://127.0.0.1:8787/status)")
+
+
+@nox.session(python=PY, default=False)
+def cluster(session: nox.Session) -> None:
+    """The cluster: nox -s cluster -- up|down|status|logs."""
+    _install_project(session)
+    action = session.posargs[0] if session.posargs else "status"
+    if action == "up":
+        _machine_setup(session)
+    session.run("lumina-reconcile", "cluster", action)
+
+
+@nox.session(python=PY, tags=["ci"])
+def e2e(session: nox.Session) -> None:
+    """End to end on the real local cluster: bootstrap, then the cluster and e2e suites."""
+    _bootstrap(session, start_daemon=False)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", "tests/tools", "tests/cluster", "tests/e2e", *session.posargs)

@@ -1,0 +1,180 @@
+"""Fixtures for end-to-end tests on the real cluster that ``nox -s e2e`` bootstrapped.
+
+Tests that change the repository work in a clone (the project's own work tree is never
+touched) that deploys the same release: while they run, the clone's reconciler owns
+the release, and the daemon of the main checkout, if any, is stopped first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler import kube, settings, wiring
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FRONTEND = "http://127.0.0.1:30080"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Lumina E2E",
+    "GIT_AUTHOR_EMAIL": "e2e@lumina.invalid",
+    "GIT_COMMITTER_NAME": "Lumina E2E",
+    "GIT_COMMITTER_EMAIL": "e2e@lumina.invalid",
+}
+
+
+def run(
+    *args: str, cwd: pathlib.Path = ROOT, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **GIT_ENV},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def reconcile(
+    repo: pathlib.Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        sys.executable, "-m", "reconciler", *args, "--repo", str(repo), cwd=repo, check=check
+    )
+
+
+@pytest.fixture(scope="session")
+def config() -> settings.Settings:
+    return settings.load_settings(ROOT)
+
+
+@pytest.fixture(scope="session")
+def cluster(config: settings.Settings) -> kube.Kube:
+    info = wiring.choose_provider(config).ensure_up()
+    return kube.Kube(info.kubeconfig, info.context)
+
+
+@pytest.fixture(scope="session")
+def helm_env(config: settings.Settings) -> dict[str, str]:
+    info = wiring.choose_provider(config).ensure_up()
+    return {
+        "helm": wiring.helm_executable(),
+        "kubeconfig": str(info.kubeconfig),
+        "context": info.context,
+    }
+
+
+def helm_revision(helm_env: dict[str, str], namespace: str = "lumina") -> int:
+    out = run(
+        helm_env["helm"],
+        "--kubeconfig",
+        helm_env["kubeconfig"],
+        "--kube-context",
+        helm_env["context"],
+        "status",
+        "lumina-todo",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+    ).stdout
+    return int(json.loads(out)["version"])
+
+
+def helm_status(helm_env: dict[str, str], namespace: str = "lumina") -> str:
+    out = run(
+        helm_env["helm"],
+        "--kubeconfig",
+        helm_env["kubeconfig"],
+        "--kube-context",
+        helm_env["context"],
+        "status",
+        "lumina-todo",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+    ).stdout
+    return str(json.loads(out)["info"]["status"])
+
+
+def pod_uids(cluster: kube.Kube, service: str, namespace: str = "lumina") -> set[str]:
+    return {
+        str(pod["metadata"]["uid"])
+        for pod in cluster.list(
+            "v1", "Pod", namespace, label_selector=f"app.kubernetes.io/name={service}"
+        )
+        if not pod["metadata"].get("deletionTimestamp")
+    }
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def workspace(
+    tmp_path_factory: pytest.TempPathFactory, helm_env: dict[str, str]
+) -> Iterator[pathlib.Path]:
+    """A clone of this repository that owns the release while the tests change it."""
+    reconcile(ROOT, "stop", check=False)
+    clone = tmp_path_factory.mktemp("e2e") / "repo"
+    run("git", "clone", "-q", str(ROOT), str(clone))
+    secrets_file = ROOT / "config" / "secrets.env"
+    if secrets_file.exists():
+        (clone / "config").mkdir(exist_ok=True)
+        (clone / "config" / "secrets.env").write_bytes(secrets_file.read_bytes())
+    yield clone
+    # Give the release back to the main checkout's state.
+    reconcile(ROOT, "once", check=False)
+
+
+def commit(repo: pathlib.Path, message: str) -> str:
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", message, cwd=repo)
+    return run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def user() -> Iterator[httpx.Client]:
+    """A signed-in browser-like session against the frontend's NodePort."""
+    email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
+    password = "correct horse battery staple"
+    with httpx.Client(base_url=FRONTEND, timeout=20) as client:
+        wait_for(
+            lambda: client.get("/api/health").status_code == 200, 120, "the frontend on :30080"
+        )
+        registered = client.post("/api/auth/register", json={"email": email, "password": password})
+        assert registered.status_code == 201, registered.text
+        signed_in = client.post("/api/auth/login", json={"email": email, "password": password})
+        assert signed_in.status_code == 200, signed_in.text
+        yield client
+
+
+def json_of(response: httpx.Response) -> Any:
+    assert response.status_code < 400, f"{response.status_code}: {response.text}"
+    return response.json()

@@ -1,0 +1,93 @@
+"""The seed's success table holds on the bootstrapped stack (namespace ``lumina``)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+
+import httpx
+from conftest import FRONTEND, helm_status, run
+
+from reconciler import kube
+
+NAMESPACE = "lumina"
+
+
+def _kubectl(helm_env: dict[str, str]) -> list[str]:
+    cached = sorted(glob.glob(os.path.expanduser("~/.cache/lumina/k8s/*/bin/kubectl")))
+    binary = cached[-1] if cached else shutil.which("kubectl")
+    assert binary, "kubectl is needed for exec checks (built by the local cluster, or on PATH)"
+    return [
+        binary,
+        "--kubeconfig",
+        helm_env["kubeconfig"],
+        "--context",
+        helm_env["context"],
+        "-n",
+        NAMESPACE,
+    ]
+
+
+def test_all_pods_running_and_ready(cluster: kube.Kube) -> None:
+    pods = cluster.list(
+        "v1", "Pod", NAMESPACE, label_selector="app.kubernetes.io/instance=lumina-todo"
+    )
+    by_service: dict[str, list[dict]] = {}
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp") or "helm.sh/hook" in pod["metadata"].get(
+            "annotations", {}
+        ):
+            continue
+        by_service.setdefault(pod["metadata"]["labels"]["app.kubernetes.io/name"], []).append(pod)
+    assert set(by_service) >= {"frontend", "backend", "chatbot"}
+    for service, found in by_service.items():
+        for pod in found:
+            assert pod["status"]["phase"] == "Running", (service, pod["status"])
+            assert all(c["ready"] for c in pod["status"]["containerStatuses"]), (
+                service,
+                pod["status"],
+            )
+    assert len(by_service["backend"]) == 1
+
+
+def test_services_pvc_secrets_and_namespace(cluster: kube.Kube, helm_env: dict[str, str]) -> None:
+    services = {
+        svc["metadata"]["name"]: svc["spec"] for svc in cluster.list("v1", "Service", NAMESPACE)
+    }
+    assert services["frontend"]["type"] == "NodePort"
+    assert services["frontend"]["ports"][0]["nodePort"] == 30080
+    assert (
+        services["backend"]["type"] == "ClusterIP"
+        and services["backend"]["ports"][0]["port"] == 8000
+    )
+    assert (
+        services["chatbot"]["type"] == "ClusterIP"
+        and services["chatbot"]["ports"][0]["port"] == 8001
+    )
+    claim = cluster.get("v1", "PersistentVolumeClaim", NAMESPACE, "backend-data")
+    assert claim is not None and claim["status"]["phase"] == "Bound"
+    assert cluster.get("v1", "Secret", NAMESPACE, "backend-secrets") is not None
+    assert cluster.get("v1", "Secret", NAMESPACE, "chatbot-secrets") is not None
+    namespace = cluster.get("v1", "Namespace", None, NAMESPACE)
+    assert namespace is not None
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert helm_status(helm_env) == "deployed"
+
+
+def test_frontend_answers_on_the_node_port() -> None:
+    response = httpx.get(f"{FRONTEND}/api/health", timeout=10)
+    assert response.status_code == 200
+    page = httpx.get(f"{FRONTEND}/", timeout=20)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_backend_and_chatbot_health_from_inside_the_cluster(helm_env: dict[str, str]) -> None:
+    script = (
+        "Promise.all(['http://backend.lumina.svc.cluster.local:8000/api/health',"
+        "'http://chatbot.lumina.svc.cluster.local:8001/health']"
+        ".map(u => fetch(u).then(r => r.status)))"
+        ".then(s => console.log(s.join(' ')))"
+    )
+    out = run(*_kubectl(helm_env), "exec", "deploy/frontend", "--", "node", "-e", script).stdout
+    assert out.split() == ["200", "200"]

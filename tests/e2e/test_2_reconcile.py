@@ -1,0 +1,221 @@
+"""The reconcile loop on the real cluster: only what changed is built, failures roll back.
+
+Every test commits in a clone of this repository (fixture ``workspace``) and runs
+``lumina-reconcile once --mode commit`` there, so each change is exactly one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import commit, helm_revision, helm_status, json_of, pod_uids, reconcile, run, wait_for
+
+from reconciler import kube
+
+BACKEND_MAIN = "services/backend/app/main.py"
+
+
+def _once(repo: pathlib.Path) -> tuple[int, str]:
+    result = reconcile(repo, "once", "--mode", "commit", check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def _last_cycle(repo: pathlib.Path) -> dict:
+    status = json.loads(reconcile(repo, "status", "--json").stdout)
+    return status["last_cycle"]
+
+
+@pytest.fixture(scope="module")
+def adopted(workspace: pathlib.Path, helm_env: dict[str, str]) -> int:
+    """The clone adopts the live release: same inputs, so nothing is built or upgraded."""
+    before = helm_revision(helm_env)
+    code, output = _once(workspace)
+    assert code == 0, output
+    assert helm_revision(helm_env) == before, output
+    return before
+
+
+def test_backend_commit_rebuilds_only_the_backend(
+    workspace: pathlib.Path,
+    adopted: int,
+    cluster: kube.Kube,
+    helm_env: dict[str, str],
+    user: httpx.Client,
+) -> None:
+    todo = json_of(user.post("/api/todos", json={"title": "survives the upgrade"}))
+    frontend, chatbot = pod_uids(cluster, "frontend"), pod_uids(cluster, "chatbot")
+    backend = pod_uids(cluster, "backend")
+    path = workspace / BACKEND_MAIN
+    path.write_text(path.read_text() + "\n# e2e: a backend-only change\n")
+    commit(workspace, "backend: a one-line change")
+
+    code, output = _once(workspace)
+    assert code == 0, output
+    cycle = _last_cycle(workspace)
+    assert cycle["outcome"] == "converged"
+    assert cycle["built"] == ["backend"]
+    assert helm_revision(helm_env) == adopted + 1
+    assert pod_uids(cluster, "frontend") == frontend
+    assert pod_uids(cluster, "chatbot") == chatbot
+    assert pod_uids(cluster, "backend").isdisjoint(backend)
+    wait_for(
+        lambda: user.get(f"/api/todos/{todo['id']}").status_code == 200,
+        60,
+        "the todo after the upgrade",
+    )
+    assert json_of(user.get(f"/api/todos/{todo['id']}"))["title"] == "survives the upgrade"
+
+
+def test_docs_only_commit_builds_and_upgrades_nothing(
+    workspace: pathlib.Path, helm_env: dict[str, str]
+) -> None:
+    before = helm_revision(helm_env)
+    (workspace / "README.md").write_text((workspace / "README.md").read_text() + "\nMore docs.\n")
+    commit(workspace, "docs only")
+    code, output = _once(workspace)
+    assert code == 0, output
+    assert output.startswith("nothing-to-do"), output
+    assert helm_revision(helm_env) == before
+
+
+def test_chart_only_change_upgrades_without_builds(
+    workspace: pathlib.Path, helm_env: dict[str, str]
+) -> None:
+    before = helm_revision(helm_env)
+    values = workspace / "helm/lumina-todo/Chart.yaml"
+    values.write_text(values.read_text().replace("description:", "description: (e2e)", 1))
+    commit(workspace, "chart only")
+    code, output = _once(workspace)
+    assert code == 0, output
+    cycle = _last_cycle(workspace)
+    assert cycle["outcome"] == "converged" and cycle["built"] == []
+    assert helm_revision(helm_env) == before + 1
+
+
+def test_crashing_backend_is_rolled_back_fast_and_explained(
+    workspace: pathlib.Path, helm_env: dict[str, str], user: httpx.Client
+) -> None:
+    todo = json_of(user.post("/api/todos", json={"title": "still served during a bad deploy"}))
+    path = workspace / BACKEND_MAIN
+    good = path.read_text()
+    path.write_text('raise SystemExit("e2e: the backend refuses to start")\n' + good)
+    commit(workspace, "backend: crash on start")
+    started = time.monotonic()
+    code, output = _once(workspace)
+    elapsed = time.monotonic() - started
+    assert code == 1, output
+    assert output.startswith("rolled-back"), output
+    assert "CrashLoopBackOff" in output
+    assert "e2e: the backend refuses to start" in output
+    assert elapsed < 280, f"the rollback waited {elapsed:.0f}s: as long as Helm's whole timeout"
+    assert helm_status(helm_env) == "deployed"
+    assert (
+        json_of(user.get(f"/api/todos/{todo['id']}"))["title"] == "still served during a bad deploy"
+    )
+
+    diagnosis = reconcile(workspace, "diagnose", "backend").stdout
+    assert "CrashLoopBackOff" in diagnosis and "e2e: the backend refuses to start" in diagnosis
+
+    # The same failing inputs are not retried in a loop.
+    again, output = _once(workspace)
+    assert again == 1 and output.startswith("skipped-known-failure"), output
+
+    path.write_text(good)
+    commit(workspace, "backend: fixed")
+    code, output = _once(workspace)
+    assert code == 0, output
+
+
+def test_dockerfile_syntax_error_builds_nothing_and_deploys_nothing(
+    workspace: pathlib.Path, helm_env: dict[str, str]
+) -> None:
+    before = helm_revision(helm_env)
+    dockerfile = workspace / "services/chatbot/Dockerfile"
+    good = dockerfile.read_text()
+    dockerfile.write_text("FROMM python:3.13-slim\n" + good)
+    commit(workspace, "chatbot: broken Dockerfile")
+    code, output = _once(workspace)
+    assert code == 1 and output.startswith("build-failed"), output
+    assert "chatbot" in output
+    assert helm_revision(helm_env) == before
+    dockerfile.write_text(good)
+    commit(workspace, "chatbot: Dockerfile fixed")
+    code, output = _once(workspace)
+    assert code == 0, output
+
+
+def test_second_daemon_refuses_to_start(workspace: pathlib.Path) -> None:
+    first = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", "--repo", str(workspace), "--mode", "commit"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: (
+                json.loads(reconcile(workspace, "status", "--json").stdout)["daemon"]["pid"]
+                == first.pid
+            ),
+            60,
+            "the first daemon to take the lock",
+        )
+        second = reconcile(workspace, "run", "--mode", "commit", check=False)
+        assert second.returncode == 2
+        assert f"PID {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 0
+
+
+def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
+    workspace: pathlib.Path, helm_env: dict[str, str]
+) -> None:
+    path = workspace / BACKEND_MAIN
+    path.write_text(path.read_text() + "\n# e2e: change for the kill test\n")
+    commit(workspace, "backend: change deployed by a daemon killed mid-upgrade")
+    before = helm_revision(helm_env)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", "--repo", str(workspace), "--mode", "commit"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert daemon.stdout is not None
+    for line in daemon.stdout:  # wait until the upgrade has started, then kill -9
+        if "built lumina/backend" in line or "reused lumina/backend" in line:
+            time.sleep(2)
+            break
+    daemon.kill()
+    daemon.wait()
+    code, output = _once(workspace)
+    assert code == 0, output
+    assert helm_status(helm_env) == "deployed"
+    history = run(
+        helm_env["helm"],
+        "--kubeconfig",
+        helm_env["kubeconfig"],
+        "--kube-context",
+        helm_env["context"],
+        "history",
+        "lumina-todo",
+        "-n",
+        "lumina",
+        "-o",
+        "json",
+    ).stdout
+    statuses = [entry["status"] for entry in json.loads(history)]
+    assert not any(status.startswith("pending") for status in statuses)
+    # One upgrade for the change (plus at most one rollback if the kill left it failed).
+    assert helm_revision(helm_env) - before <= 3
+    assert (
+        _last_cycle(workspace)["built"] == []
+        or _last_cycle(workspace)["outcome"] == "nothing-to-do"
+    )
