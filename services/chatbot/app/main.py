@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from app import backend, chatting, memory, settings, todo_tools
 
-log = logging.getLogger("lumina.chatbot")
+# uvicorn's logger, so these lines share its format and level in the container logs.
+log = logging.getLogger("uvicorn.error")
 
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -135,7 +136,7 @@ def create_app(config: settings.Settings | None = None, *, model: Model | None =
             if exc.status_code == status.HTTP_401_UNAUTHORIZED:
                 raise HTTPException(
                     status.HTTP_401_UNAUTHORIZED,
-                    f"Invalid or expired token: {exc.message}",
+                    "Invalid or expired token: sign in again.",
                     headers={"WWW-Authenticate": "Bearer"},
                 ) from exc
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, exc.message) from exc

@@ -104,7 +104,7 @@ class ScriptedModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         items = [{"role": "user", "content": input}] if isinstance(input, str) else input
-        seen = Seen(input=[dict(item) for item in items], tools=list(tools))  # type: ignore[call-overload]
+        seen = Seen(input=[dict(item) for item in items], tools=list(tools))
         self.seen.append(seen)
         if not self.steps and self.then is not None:
             self.steps.append(self.then)

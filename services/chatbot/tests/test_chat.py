@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from agents import FunctionTool
 from conftest import BackendProcess, ChatbotFactory, User
 from scripted import Call, Say, ScriptedModel, Seen
 
@@ -115,7 +116,8 @@ def test_the_model_is_offered_no_way_to_name_a_user_or_token(
     tools = {tool.name: tool for tool in model.seen[0].tools}
     assert set(tools) == {"list_todos", "add_todo", "update_todo", "complete_todo", "delete_todo"}
     for tool in tools.values():
-        parameters = set(tool.params_json_schema.get("properties", {}))  # type: ignore[attr-defined]
+        assert isinstance(tool, FunctionTool)
+        parameters = set(tool.params_json_schema.get("properties", {}))
         assert not {
             p for p in parameters if any(w in p.lower() for w in ("user", "token", "auth", "owner"))
         }, (

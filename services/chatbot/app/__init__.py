@@ -1,0 +1,1 @@
+"""Lumina chatbot service: FastAPI app (`app.main:app`), agent, MCP todo tools."""
