@@ -182,3 +182,11 @@ def e2e(session: nox.Session) -> None:
     _bootstrap(session, start_daemon=False)
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("pytest", "tests/tools", "tests/cluster", "tests/e2e", *session.posargs)
+
+
+@nox.session(python=PY, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the real stack: prints one table, writes .lumina/bench/latest.json."""
+    _install_project(session, "test")
+    session.install("psutil==7.1.3")
+    session.run("python", "-m", "bench.run", *session.posargs)
