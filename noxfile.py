@@ -188,5 +188,5 @@ def e2e(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks on the real stack: prints one table, writes .lumina/bench/latest.json."""
     _install_project(session, "test")
-    session.install("psutil==7.1.3")
+    session.install("psutil==7.2.2")
     session.run("python", "-m", "bench.run", *session.posargs)
