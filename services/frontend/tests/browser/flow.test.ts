@@ -2,7 +2,8 @@
  * A user's whole visit in real headless Chromium (Debian's /usr/bin/chromium driven by
  * playwright-core) against the built frontend and a real backend on a fresh SQLite file:
  * sign up, sign in, add/edit/complete/filter/search/delete todos, see that chat is off,
- * sign out — and a clear message once the backend goes away.
+ * chat once a model is on, sign out — and a clear message once the backend goes away.
+ * The chatbot is a stand-in at the HTTP edge (see startChatbotStandIn for why and how).
  *
  * Needs: `chromium` (apt-get install -y chromium, or CHROMIUM_PATH), BACKEND_PYTHON (a
  * Python with the backend's requirements) and BACKEND_SRC (services/backend).
@@ -18,9 +19,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CHAT_OFF_REASON,
   makeWorkDir,
+  type ChatbotStandIn,
   type Started,
   startBackend,
-  startChatOffChatbot,
+  startChatbotStandIn,
   startFrontend,
 } from "./processes";
 
@@ -40,7 +42,7 @@ const PASSWORD = "correct horse battery staple";
 
 let workDir = "";
 let backend: Started | undefined;
-let chatbot: Started | undefined;
+let chatbot: ChatbotStandIn | undefined;
 let frontend: Started | undefined;
 let context: BrowserContext | undefined;
 let page: Page;
@@ -55,7 +57,7 @@ beforeAll(async () => {
   }
   workDir = makeWorkDir();
   backend = await startBackend(workDir);
-  chatbot = await startChatOffChatbot();
+  chatbot = await startChatbotStandIn(backend.url);
   frontend = await startFrontend(workDir, { BACKEND_URL: backend.url, CHATBOT_URL: chatbot.url });
   context = await chromium.launchPersistentContext(mkdtempSync(join(workDir, "profile-")), {
     executablePath: CHROMIUM,
@@ -169,6 +171,30 @@ describe("the Lumina Todo frontend in Chromium", () => {
     await page.reload();
     await todoItem("Call the plumber").waitFor();
     expect(await page.getByTestId("todo").count()).toBe(1);
+  });
+
+  it("chats once a model is configured, acting with the user's own token", async () => {
+    chatbot!.setModel(true);
+    const panel = page.getByRole("complementary", { name: "Chat" });
+    await panel.getByRole("button", { name: "Check again" }).click();
+    await panel.getByText("Chat is off.").waitFor({ state: "detached" });
+
+    await panel.getByLabel("Message").fill("add Water the plants");
+    await panel.getByRole("button", { name: "Send" }).click();
+    await panel.getByText('Added "Water the plants".').waitFor();
+    // The reply may have changed todos, so the list reloads by itself.
+    await todoItem("Water the plants").waitFor();
+
+    await panel.getByLabel("Message").fill("add Feed the cat");
+    await panel.getByRole("button", { name: "Send" }).click();
+    await todoItem("Feed the cat").waitFor();
+    const shot = join(screenshotDir, "chat.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`screenshot after chatting: ${shot}`);
+    expect(chatbot!.chats).toEqual([
+      { message: "add Water the plants" },
+      { message: "add Feed the cat", conversation_id: "conv-1" },
+    ]);
   });
 
   it("tells the user when the backend is down instead of hanging", async () => {

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -105,26 +105,64 @@ export async function startBackend(workDir: string): Promise<Started> {
 }
 
 /**
- * Chatbot stand-in that answers exactly like the real chatbot without a model
- * (no OPENAI_API_KEY): /ready and /api/chat say 503 with the reason. The real chatbot
- * needs its own Python dependencies, which the frontend's test environment does not
- * install; its chat-off behaviour is covered by the chatbot's own tests.
+ * Chatbot stand-in. The real chatbot needs a paid model API and its own Python
+ * dependencies, neither of which the frontend's test environment has, so this small
+ * server plays it at the HTTP edge, following the chatbot's contract:
+ * - model off (the default, like the real chatbot without OPENAI_API_KEY): /ready and
+ *   /api/chat answer 503 with the reason;
+ * - model on: /api/chat acts like an agent told "add <title>": it creates that todo on
+ *   the REAL backend with the bearer token it received, so the test proves the frontend
+ *   forwards the signed-in user's own token, and replies in the contract's shape.
  */
 export const CHAT_OFF_REASON = "No model is configured: OPENAI_API_KEY is not set.";
 
-export async function startChatOffChatbot(): Promise<Started> {
+export interface ChatbotStandIn extends Started {
+  setModel: (on: boolean) => void;
+  /** Bodies of the /api/chat requests received, in order. */
+  chats: Array<{ message: string; conversation_id?: string }>;
+}
+
+export async function startChatbotStandIn(backendUrl: string): Promise<ChatbotStandIn> {
+  let modelOn = false;
+  const chats: ChatbotStandIn["chats"] = [];
+  const reply = (res: ServerResponse, status: number, body: unknown): void => {
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(JSON.stringify(body));
+  };
   const server: Server = createServer((req, res) => {
-    req.resume();
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
-      const status = req.url === "/health" ? 200 : 503;
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(status === 200 ? { status: "ok" } : { detail: CHAT_OFF_REASON }));
+      if (req.url === "/health") return reply(res, 200, { status: "ok" });
+      if (!modelOn) return reply(res, 503, { detail: CHAT_OFF_REASON });
+      if (req.url === "/ready") return reply(res, 200, { status: "ready" });
+      if (req.url !== "/api/chat" || req.method !== "POST") return reply(res, 404, { detail: "Not Found" });
+      const authorization = req.headers.authorization;
+      if (!authorization?.startsWith("Bearer ")) return reply(res, 401, { detail: "Not authenticated" });
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { message: string; conversation_id?: string };
+      chats.push(body);
+      const title = body.message.replace(/^add\s+/i, "").trim();
+      void fetch(`${backendUrl}/api/todos`, {
+        method: "POST",
+        headers: { authorization, "content-type": "application/json" },
+        body: JSON.stringify({ title }),
+      }).then(
+        async (created) =>
+          created.ok
+            ? reply(res, 200, { reply: `Added "${title}".`, conversation_id: body.conversation_id ?? "conv-1" })
+            : reply(res, 502, { detail: `backend said ${created.status}: ${await created.text()}` }),
+        (error: unknown) => reply(res, 502, { detail: `backend unreachable: ${String(error)}` }),
+      );
     });
   });
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    setModel: (on) => {
+      modelOn = on;
+    },
+    chats,
     stop: () => new Promise<void>((done) => server.close(() => done())),
     output: () => "",
   };
