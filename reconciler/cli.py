@@ -278,6 +278,27 @@ def stop(repo: RepoOption = None, timeout: float = 120.0) -> None:
     typer.echo(f"stopped daemon {pid}")
 
 
+@app.command()
+def drift(
+    repo: RepoOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Report what was changed by hand in the cluster since the release; exit 1 if any."""
+    from reconciler import reconciling, wiring  # noqa: PLC0415 — see the note on imports
+
+    config = _load(repo)
+    box = wiring.assemble(config, _plugins(config).plugins)
+    found = asyncio.run(reconciling.detect_drift(box))
+    if as_json:
+        typer.echo(json.dumps({"drift": [item.to_json() for item in found]}, indent=2))
+    elif not found:
+        typer.echo(f"no drift: the live objects match release {config.release}")
+    else:
+        for item in found:
+            typer.echo(item.describe())
+    raise typer.Exit(1 if found else 0)
+
+
 class ClusterAction(enum.StrEnum):
     UP = "up"
     DOWN = "down"

@@ -23,6 +23,7 @@ from typing import Any
 from reconciler import (
     building,
     contexts,
+    drifting,
     errors,
     kube,
     metrics,
@@ -283,8 +284,34 @@ def _record_failure(current: state.State, key: str, result: CycleResult) -> None
     }
 
 
-async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
-    """Observe, decide, act once. ``first`` forces a look at the live release."""
+async def detect_drift(box: Toolbox) -> list[drifting.Drift]:
+    """Hand-made changes to the release's objects (an empty list when there are none)."""
+    box.counters["helm_reads"] += 1
+    desired = await box.releaser.deployed_manifests()
+    live: dict[tuple[str, str], dict[str, Any]] = {}
+    for obj in desired:
+        if obj.get("kind") == "Deployment":
+            name = str(obj["metadata"]["name"])
+            found = await asyncio.to_thread(
+                box.kube.get, "apps/v1", "Deployment", box.config.namespace, name
+            )
+            if found is not None:
+                live[("Deployment", name)] = found
+    drifts = drifting.compare(desired, live, ignore=box.config.drift_ignore)
+    for plugin in box.plugins:
+        count = sum(1 for drift in drifts if drift.service == plugin.values_key)
+        box.metrics.drifted.labels(plugin.name).set(count)
+    return drifts
+
+
+async def run_cycle(
+    box: Toolbox, *, first: bool = False, force_upgrade: bool = False
+) -> CycleResult:
+    """Observe, decide, act once.
+
+    ``first`` forces a look at the live release; ``force_upgrade`` runs Helm even when
+    nothing changed in the repository (to correct drift).
+    """
     phases = _Phases()
     config = box.config
     state_dir = box.state_dir
@@ -301,6 +328,7 @@ async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
         live_from_state = {name: image.tag for name, image in saved.services.items()}
         if (
             not first
+            and not force_upgrade
             and saved.revision is not None
             and live_from_state == target
             and saved.chart_digest == snapshot.chart_digest
@@ -313,7 +341,7 @@ async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
             )
             box.metrics.cycles.labels(result.outcome.value).inc()
             return result
-        if saved.last_failure and saved.last_failure.get("target") == key:
+        if not force_upgrade and saved.last_failure and saved.last_failure.get("target") == key:
             return CycleResult(
                 Outcome.SKIPPED_KNOWN_FAILURE,
                 f"these inputs already failed ({saved.last_failure.get('outcome')}): "
@@ -332,7 +360,13 @@ async def run_cycle(box: Toolbox, *, first: bool = False) -> CycleResult:
         changed = sorted(name for name in target if live.get(name) != target[name])
         chart_changed = saved.chart_digest != snapshot.chart_digest
         release_ok = release is not None and release.status == "deployed"
-        if not changed and not chart_changed and release_ok and release is not None:
+        if (
+            not force_upgrade
+            and not changed
+            and not chart_changed
+            and release_ok
+            and release is not None
+        ):
             saved.services = {
                 name: state.DeployedImage(inputs_by_name[name].digest, tag, box_image(box, name))
                 for name, tag in target.items()

@@ -87,6 +87,11 @@ class Settings(pydantic_settings.BaseSettings):
         default=None, description="host:port/prefix images are pushed to; none = local."
     )
     drift: DriftMode = DriftMode.WARN
+    drift_ignore: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Fields others own (replicas, image, env, resources): never drift.",
+    )
+    drift_interval_seconds: float = pydantic.Field(default=60.0, gt=0)
     values: dict[str, Any] = pydantic.Field(
         default_factory=dict,
         description="Extra chart values (never secrets); image values are set by the reconciler.",
