@@ -36,10 +36,20 @@ from reconciler import (
     settings,
     snapshots,
     state,
+    watching,
     worktree_reading,
 )
 
 log = logging.getLogger("lumina.reconcile")
+
+_HALF_DONE = frozenset(
+    {
+        watching.Condition.REBASING,
+        watching.Condition.MERGING,
+        watching.Condition.CONFLICTED,
+        watching.Condition.INDEX_LOCKED,
+    }
+)
 
 
 class Outcome(enum.StrEnum):
@@ -51,6 +61,7 @@ class Outcome(enum.StrEnum):
     BLOCKED = "blocked"
     SKIPPED_KNOWN_FAILURE = "skipped-known-failure"
     RETRY = "retry"
+    PAUSED = "paused"
 
     @property
     def converged(self) -> bool:
@@ -318,6 +329,12 @@ async def run_cycle(
     saved = state.load(state_dir)
     key: str | None = None
     try:
+        condition = watching.read_condition(config.repo, config.branch)
+        if config.mode is settings.TriggerMode.WORKTREE and condition.condition in _HALF_DONE:
+            # A half-merged or half-rebased tree is never deployed. The inner loop follows
+            # whatever branch is checked out; commit mode reads the tracked branch's
+            # committed tree, whatever the work tree is doing.
+            return CycleResult(Outcome.PAUSED, condition.message, phases=phases.seconds)
         with phases.timed("plan"):
             source = snapshots.source_for(config, cache=box.hash_cache)
             snapshot = snapshots.take(config, box.plugins, source)
