@@ -36,6 +36,38 @@ def resolve(repo: git.Repo, rev: str) -> str:
         raise errors.RepositoryError(f"no commit named {rev!r} in {repo.working_dir}") from exc
 
 
+def branch_commit(repo: git.Repo, branch: str) -> str | None:
+    """The commit the local ``branch`` points at, or None while it does not exist.
+
+    Read from the ref files on every call (nothing cached), so a watcher sees a commit,
+    a reset or a ``git pack-refs`` as soon as git has written it.
+    """
+    try:
+        return str(repo.commit(f"refs/heads/{branch}").hexsha)
+    except (git.BadName, ValueError):
+        return None
+
+
+def git_directories(repo: git.Repo) -> tuple[pathlib.Path, pathlib.Path]:
+    """This work tree's git directory (HEAD, index, merge state) and the common one (refs).
+
+    They differ only in a linked work tree (``git worktree add``).
+    """
+    return pathlib.Path(repo.git_dir), pathlib.Path(repo.common_dir)
+
+
+def unmerged_paths(repo: git.Repo) -> list[str]:
+    """Paths of the index with unresolved conflicts (merge, cherry-pick, stash pop…)."""
+    try:
+        output: str = repo.git.ls_files("--unmerged", "-z")
+    except git.GitCommandError as exc:
+        raise errors.RepositoryError(
+            f"cannot read the index of {repo.working_dir}: {exc.stderr.strip()}"
+        ) from exc
+    # Records are "<mode> <oid> <stage>\t<path>", one per conflict stage.
+    return sorted({record.split("\t", 1)[1] for record in output.split("\0") if record})
+
+
 def list_commit(repo: git.Repo, commit: str, prefixes: list[str]) -> dict[str, trees.FileEntry]:
     """Files of ``commit`` below ``prefixes``, keyed by repository-relative path."""
     paths = [prefix.rstrip("/") for prefix in prefixes if prefix not in ("", ".")]
