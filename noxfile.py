@@ -117,7 +117,8 @@ def chart(session: nox.Session) -> None:
 
 def _machine_setup(session: nox.Session) -> None:
     """Docker engine, local base images and Helm: what every cluster provider needs."""
-    session.log("step 1/5: Docker engine")
+    session.log("step 1/5: system packages and the Docker engine")
+    session.run("bash", "tools/system-packages.sh", external=True)
     session.run("bash", "tools/ensure-docker.sh", external=True)
     session.log("step 2/5: base images (local stand-ins where no registry answers)")
     session.run("bash", "tools/base-images/build.sh", external=True)

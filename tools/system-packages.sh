@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system packages the test sessions need on a fresh Debian machine of
+# Installs the system packages bootstrap and the test sessions need on a fresh Debian machine of
 # this project's kind. Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
-packages=(git chromium)
+# chromium: the frontend's browser test; debootstrap: local base images; gcc and
+# libc6-dev: the local cluster's pause image; iproute2: `ss` in tests.
+packages=(git chromium debootstrap gcc libc6-dev iproute2 ca-certificates)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
