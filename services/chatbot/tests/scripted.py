@@ -12,6 +12,7 @@ react to real tool results (e.g. use the id of the todo the backend just created
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,13 @@ class Say:
     text: str
 
 
+@dataclass(frozen=True)
+class Wait:
+    """The model takes `seconds` to answer (a slow provider); then the next step plays."""
+
+    seconds: float
+
+
 @dataclass
 class Seen:
     """What the model was given on one call."""
@@ -75,7 +83,7 @@ def _text(output: Any) -> str:
     return str(output)
 
 
-Step = Call | Say | list[Call] | Callable[[Seen], "Call | Say | list[Call]"]
+Step = Call | Say | Wait | list[Call] | Callable[[Seen], "Call | Say | list[Call]"]
 
 
 class ScriptedModel(Model):
@@ -111,9 +119,11 @@ class ScriptedModel(Model):
         if not self.steps:
             raise AssertionError(f"scripted model called more often than scripted; input: {seen.input}")
         step = self.steps.pop(0)
-        if callable(step):
-            step = step(seen)
-        calls = step if isinstance(step, list) else [step]
+        while isinstance(step, Wait):
+            await asyncio.sleep(step.seconds)
+            step = self.steps.pop(0) if self.steps else Say("")
+        played = step(seen) if callable(step) else step
+        calls = played if isinstance(played, list) else [played]
         output: list[Any] = []
         for action in calls:
             if isinstance(action, Say):

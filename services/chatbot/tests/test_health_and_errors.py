@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import BackendProcess, ChatbotFactory, User, free_port, start_backend
-from scripted import Call, Say, ScriptedModel, Seen
+from scripted import Call, Say, ScriptedModel, Seen, Wait
 
 
 def test_without_a_model_chat_is_off_and_says_why(backend: BackendProcess, chatbot: ChatbotFactory) -> None:
@@ -186,3 +186,16 @@ def test_an_unreachable_model_server_is_a_clear_502(
     assert response.status_code == 502
     assert model_url in response.json()["detail"] and "APIConnectionError" in response.json()["detail"]
     assert "sk-test-unused" not in response.text
+
+
+def test_a_run_longer_than_the_chat_timeout_is_a_clear_504(
+    backend: BackendProcess, make_user: Callable[[], User], chatbot: ChatbotFactory
+) -> None:
+    client = chatbot(model=ScriptedModel([Wait(30)]), backend_url=backend.url, chat_timeout_seconds=1)
+
+    started = time.monotonic()
+    response = client.post("/api/chat", json={"message": "hi"}, headers=make_user().headers)
+
+    assert time.monotonic() - started < 5
+    assert response.status_code == 504
+    assert "did not finish within 1 s" in response.json()["detail"]
