@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 
 from app.database import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_VERSION_TABLE = "alembic_version"  # Alembic's default
 
 
 def alembic_config() -> Config:
@@ -39,18 +39,22 @@ def upgrade(database: Database, revision: str = "head") -> None:
 
 
 def current_revisions(database: Database) -> frozenset[str]:
+    """The revisions recorded in the database (empty before the first migration)."""
     with database.reading() as session:
-        return frozenset(MigrationContext.configure(session.connection()).get_current_heads())
+        connection = session.connection()
+        # Read directly rather than through MigrationContext, which logs on every call
+        # and would flood the log at the readiness probe's rate.
+        if not sa.inspect(connection).has_table(_VERSION_TABLE):
+            return frozenset()
+        versions = sa.table(_VERSION_TABLE, sa.column("version_num"))
+        rows = connection.execute(sa.select(versions.c.version_num))
+        return frozenset(str(row[0]) for row in rows)
 
 
 def pending_reason(database: Database, heads: frozenset[str]) -> str | None:
     """None when the database answers and is at ``heads``; otherwise why it is not ready."""
     try:
-        with database.reading() as session:
-            session.execute(text("SELECT 1"))
-            current = frozenset(
-                MigrationContext.configure(session.connection()).get_current_heads()
-            )
+        current = current_revisions(database)
     except Exception as exc:  # any driver error means "not ready", and the probe says which
         return f"database unavailable: {type(exc).__name__}: {exc}"
     if current != heads:
