@@ -55,7 +55,8 @@ def test_minikube_starts_with_the_seed_resources_and_builds_into_its_engine(
         """
         case "$*" in
           *"status -o json"*) echo '{"Host":"Stopped","APIServer":"Stopped"}'; exit 7 ;;
-          *"docker-env --shell none"*) printf 'DOCKER_TLS_VERIFY=1\\nDOCKER_HOST=tcp://192.168.49.2:2376\\n' ;;
+          *"docker-env --shell none"*)
+            echo DOCKER_TLS_VERIFY=1; echo DOCKER_HOST=tcp://192.168.49.2:2376 ;;
           *" ip"*) echo 192.168.49.2 ;;
         esac
         """,
