@@ -9,8 +9,16 @@ import { clearSession, sessionToken } from "./session";
 
 export type JsonBody = { ok: true; value: unknown } | { ok: false; response: NextResponse };
 
-/** The request's JSON body, or a 400 saying it is not JSON. */
+/**
+ * The request's JSON body, or a 415/400 saying what is wrong with it. Requiring the JSON
+ * content type also means a cross-site HTML form (which can only send form or text types)
+ * can never drive these handlers.
+ */
 export async function readJsonBody(request: NextRequest): Promise<JsonBody> {
+  const contentType = request.headers.get("content-type") ?? "";
+  if (!/^application\/json\b/i.test(contentType.trim())) {
+    return { ok: false, response: errorResponse(415, "Send the request body as JSON (Content-Type: application/json).") };
+  }
   try {
     return { ok: true, value: await request.json() };
   } catch {

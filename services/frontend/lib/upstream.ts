@@ -151,7 +151,11 @@ export async function guarded(run: () => Promise<NextResponse>): Promise<NextRes
   try {
     return await run();
   } catch (error) {
-    if (error instanceof UpstreamUnavailable) return errorResponse(error.status, error.message);
+    if (error instanceof UpstreamUnavailable) {
+      // Operators read this in the pod log; it carries the URL and cause, never a token.
+      console.warn(`upstream unavailable: ${error.message}`);
+      return errorResponse(error.status, error.message);
+    }
     throw error;
   }
 }

@@ -123,9 +123,27 @@ describe("POST /api/auth/login", () => {
   });
 
   it("rejects a body that is not JSON before calling the backend", async () => {
-    const response = await login.POST(request("/api/auth/login", { method: "POST", rawBody: "email=a" }));
+    const response = await login.POST(
+      request("/api/auth/login", { method: "POST", rawBody: "{email", headers: { "content-type": "application/json" } }),
+    );
     expect(response.status).toBe(400);
     expect(await response.json()).toEqual({ detail: "The request body must be JSON." });
+    expect(backend.requests).toHaveLength(0);
+  });
+
+  it("refuses form-encoded posts, which a cross-site HTML form could send", async () => {
+    const response = await todos.POST(
+      request("/api/todos", {
+        method: "POST",
+        token: "t.o.k",
+        rawBody: '{"title":"planted"}',
+        headers: { "content-type": "text/plain" },
+      }),
+    );
+    expect(response.status).toBe(415);
+    expect(await response.json()).toEqual({
+      detail: "Send the request body as JSON (Content-Type: application/json).",
+    });
     expect(backend.requests).toHaveLength(0);
   });
 });

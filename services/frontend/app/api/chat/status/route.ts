@@ -31,6 +31,7 @@ export async function GET(): Promise<NextResponse<ChatStatus>> {
     return NextResponse.json({ available: false, reason: readinessReason(upstream.status, body) });
   } catch (error) {
     if (error instanceof UpstreamUnavailable) {
+      console.warn(`upstream unavailable: ${error.message}`);
       return NextResponse.json({ available: false, reason: error.message });
     }
     throw error;
