@@ -57,9 +57,13 @@ class ServerThread:
 
 
 @pytest.fixture(scope="module")
-def servers(backend: BackendProcess) -> Iterator[dict[str, str]]:
+def model() -> ScriptedModel:
     # Every run lists the user's todos, then answers: the agent and MCP path is exercised.
-    model = ScriptedModel([], then=lambda seen: Say("ok") if seen.tool_outputs() else Call("list_todos", {}))
+    return ScriptedModel([], then=lambda seen: Say("ok") if seen.tool_outputs() else Call("list_todos", {}))
+
+
+@pytest.fixture(scope="module")
+def servers(backend: BackendProcess, model: ScriptedModel) -> Iterator[dict[str, str]]:
     chat_on = main.create_app(chatbot_settings.Settings(backend_url=backend.url), model=model)
     chat_off = main.create_app(chatbot_settings.Settings(backend_url=backend.url, openai_api_key=None))
     with ServerThread(chat_on) as on, ServerThread(chat_off) as off:
@@ -75,7 +79,7 @@ def user(backend: BackendProcess) -> User:
 
 # The document the app serves at /openapi.json. Loaded eagerly because schemathesis'
 # fixture-based (lazy) loader does not work with this pytest version.
-schema = schemathesis.openapi.from_dict(main.create_app(chatbot_settings.Settings()).openapi())
+schema = schemathesis.openapi.from_dict(main.app.openapi())
 
 
 def only_documented_503(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -109,8 +113,13 @@ def test_the_api_matches_its_schema_and_never_fails(
         )
 
 
-def test_the_fuzzed_chat_used_the_real_backend(servers: dict[str, str], user: User) -> None:
-    # Guards the fuzz test against silently testing only 401/422 paths.
+def test_the_fuzzing_reached_the_agent_and_its_tools(
+    servers: dict[str, str], user: User, model: ScriptedModel
+) -> None:
+    # Runs after the fuzz test: guards it against silently testing only 401/422 paths.
+    fuzzed_runs = [seen for seen in model.seen if seen.tool_outputs()]
+    assert len(fuzzed_runs) >= 3, "the fuzzed requests never got as far as a tool call"
+    assert all('"total"' in seen.tool_outputs()[-1] for seen in fuzzed_runs)
     response = httpx2.post(
         f"{servers['on']}/api/chat", json={"message": "hi"}, headers=user.headers, timeout=30
     )
