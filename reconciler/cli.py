@@ -191,14 +191,43 @@ def _status(config: settings.Settings) -> dict[str, object]:
     }
 
 
+def _rollout_states(config: settings.Settings) -> dict[str, str]:
+    from reconciler import kube, rollout, wiring  # noqa: PLC0415 — see the note on imports
+
+    cluster = wiring.choose_provider(config).ensure_up()
+    connection = kube.Kube(cluster.kubeconfig, config.kube_context or cluster.context)
+    states: dict[str, str] = {}
+    for plugin in discovery.discover_services(config.repo).plugins:
+        found = connection.get("apps/v1", "Deployment", config.namespace, plugin.values_key)
+        if found is None:
+            states[plugin.name] = "absent"
+            continue
+        image = found["spec"]["template"]["spec"]["containers"][0]["image"]
+        status_ = found.get("status", {})
+        ready = f"{status_.get('readyReplicas', 0)}/{found['spec'].get('replicas', 1)} ready"
+        states[plugin.name] = (
+            f"complete, {ready}"
+            if rollout.deployment_ready(found, image)
+            else f"in progress, {ready}"
+        )
+    return states
+
+
 @app.command()
 def status(
     repo: RepoOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Also read rollout state from the cluster.")
+    ] = False,
 ) -> None:
     """Per service: deployed tag and digest, the release revision, the last cycle."""
     config = _load(repo)
     document = _status(config)
+    if live:
+        rollouts = _rollout_states(config)
+        for name, service in document["services"].items():  # type: ignore[attr-defined]
+            service["rollout"] = rollouts.get(name, "unknown")
     if as_json:
         typer.echo(json.dumps(document, indent=2))
         return
@@ -206,10 +235,12 @@ def status(
     typer.echo(f"release {config.release} in {config.namespace}: revision {document['revision']}")
     typer.echo(f"daemon: {'running, PID ' + str(pid) if pid else 'not running'}")
     table = rich.table.Table()
-    for column in ("service", "tag", "digest"):
+    for column in ("service", "tag", "digest", "rollout"):
         table.add_column(column)
     for name, image in document["services"].items():  # type: ignore[attr-defined]
-        table.add_row(name, image["tag"], image["digest"][:20])
+        table.add_row(
+            name, image["tag"], image["digest"][:20], image.get("rollout", "(use --live)")
+        )
     rich.console.Console().print(table)
     last = document["last_cycle"]
     if isinstance(last, dict):
