@@ -90,6 +90,17 @@ _EVENT_FILTER: list[type[events.FileSystemEvent]] = [
 LostHandler = Callable[[str], None]
 
 
+class _StopRaceFilter(logging.Filter):
+    """Drops the error watchdog logs when its emitter thread polls once more while being
+    stopped: nothing is wrong, and a daemon's shutdown should not print an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StopRaceFilter())
+
+
 def builtin_ignored(relative: str) -> bool:
     """Whether a repository-relative path lies in a directory that is never watched."""
     return any(part in IGNORED_DIRECTORIES for part in relative.split("/"))
@@ -104,12 +115,20 @@ class _Forwarder(events.FileSystemEventHandler):
     ) -> None:
         self._on_event = on_event
         self._on_lost = on_lost
+        self._failed_before = False
 
     def dispatch(self, event: events.FileSystemEvent) -> None:
         try:
             self._on_event(event)
         except Exception:
-            logger.exception("handling a file event failed: %s", event)
+            # The traceback once: a broken ignore rule fails on every event after.
+            logger.log(
+                logging.DEBUG if self._failed_before else logging.ERROR,
+                "handling a file event failed: %s",
+                event,
+                exc_info=True,
+            )
+            self._failed_before = True
             self._on_lost("handling a file event failed")
 
 
