@@ -8,16 +8,13 @@ is the documented 503 for "chat is off"; answers must match the schema.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 import schemathesis
-import uvicorn
-from conftest import BackendProcess, User, free_port
+from conftest import BackendProcess, ServerThread, User
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from scripted import Call, Say, ScriptedModel
@@ -26,34 +23,6 @@ from app import main
 from app import settings as chatbot_settings
 
 MAX_EXAMPLES = 25
-
-
-class ServerThread:
-    """A real uvicorn server for one app, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the chatbot did not start under uvicorn")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
 
 @pytest.fixture(scope="module")
