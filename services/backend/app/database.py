@@ -39,8 +39,7 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
         self.url = url
         self.path = sqlite_path(url)
-        if self.path is not None:
-            prepare_database_file(self.path)
+        prepare_database_file(self.path)
         self.engine = _create_engine(url, busy_timeout_ms=busy_timeout_ms)
         self._writer_engine = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
         self._write_lock = threading.Lock()
@@ -72,8 +71,8 @@ class Database:
         self.engine.dispose()
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL, or None for an in-memory database."""
+def sqlite_path(url: str) -> Path:
+    """The file behind a SQLite URL; anything else is a configuration error."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         raise ConfigError(
@@ -81,7 +80,11 @@ def sqlite_path(url: str) -> Path | None:
             f"got the '{parsed.get_backend_name()}' scheme"
         )
     if not parsed.database or parsed.database == ":memory:":
-        return None
+        # Each pooled connection would get its own empty in-memory database.
+        raise ConfigError(
+            "DATABASE_URL must name a database file (sqlite:////data/lumina.db), "
+            "not an in-memory database"
+        )
     return Path(parsed.database).absolute()
 
 

@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = Runtime(settings=config, database=database, heads=heads)
             log.info(
                 "backend ready: database %s at revision %s, mail %s",
-                database.path or "in memory",
+                database.path,
                 ",".join(sorted(heads)),
                 "on" if config.mail_enabled else "off",
             )

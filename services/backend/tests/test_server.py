@@ -88,11 +88,18 @@ def test_refuses_to_start_without_jwt_secret(
     assert not (tmp_path / "data").exists()
 
 
-def test_refuses_a_database_that_is_not_sqlite(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": "postgresql://db/lumina", "JWT_SECRET_KEY": support.SECRET}
-    code, log = _run_to_exit(env, tmp_path)
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://db/lumina", "DATABASE_URL must be a SQLite URL"),
+        ("sqlite://", "not an in-memory database"),
+        ("sqlite:///:memory:", "not an in-memory database"),
+    ],
+)
+def test_refuses_a_database_it_cannot_keep(tmp_path: Path, url: str, message: str) -> None:
+    code, log = _run_to_exit({"DATABASE_URL": url, "JWT_SECRET_KEY": support.SECRET}, tmp_path)
     assert code != 0
-    assert "DATABASE_URL must be a SQLite URL" in log
+    assert message in log
 
 
 def _as_app_user(action: Callable[[], str]) -> str:
