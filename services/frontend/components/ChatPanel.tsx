@@ -7,6 +7,7 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 
 import { api } from "../lib/client";
+import { chatOffDetail } from "../lib/errors";
 
 interface ChatStatus {
   available: boolean;
@@ -69,7 +70,7 @@ export default function ChatPanel({ onReply }: { onReply: () => void }) {
       {off ? (
         <div className="chat-off stack" role="status">
           <strong>Chat is off.</strong>
-          <span>{status.reason ?? "The chatbot is not available."}</span>
+          <span>{chatOffDetail(status.reason)}</span>
           <div>
             <button type="button" className="secondary" onClick={() => void check()}>
               Check again

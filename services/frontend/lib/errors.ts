@@ -54,3 +54,13 @@ export function readinessReason(status: number, body: unknown): string {
   if (typeof body === "string" && body.trim()) return body.trim().slice(0, 200);
   return `The chatbot is not ready (HTTP ${status}).`;
 }
+
+/**
+ * The chatbot's reason without its own "Chat is off:" lead-in, because the chat panel
+ * already says that in its heading.
+ */
+export function chatOffDetail(reason: string | null): string {
+  const rest = (reason ?? "").replace(/^\s*chat is off\s*[:.\-–—]?\s*/i, "").trim();
+  if (!rest) return "The chatbot is not available.";
+  return rest.charAt(0).toUpperCase() + rest.slice(1);
+}

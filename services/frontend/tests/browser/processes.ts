@@ -114,7 +114,8 @@ export async function startBackend(workDir: string): Promise<Started> {
  *   the REAL backend with the bearer token it received, so the test proves the frontend
  *   forwards the signed-in user's own token, and replies in the contract's shape.
  */
-export const CHAT_OFF_REASON = "No model is configured: OPENAI_API_KEY is not set.";
+// Word for word what services/chatbot answers without OPENAI_API_KEY.
+const CHAT_OFF_REASON = "Chat is off: no model is configured (OPENAI_API_KEY is not set).";
 
 export interface ChatbotStandIn extends Started {
   setModel: (on: boolean) => void;

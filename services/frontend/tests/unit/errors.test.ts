@@ -1,7 +1,7 @@
 /** Error bodies become sentences a user can act on. */
 import { describe, expect, it } from "vitest";
 
-import { describeError, readinessReason } from "../../lib/errors";
+import { chatOffDetail, describeError, readinessReason } from "../../lib/errors";
 import { listQuery } from "../../lib/todos";
 
 describe("describeError", () => {
@@ -41,5 +41,17 @@ describe("listQuery", () => {
     expect(listQuery("all", "", 50)).toBe("limit=50");
     expect(listQuery("done", "  milk ", 50, 50)).toBe("done=true&q=milk&limit=50&offset=50");
     expect(listQuery("open", "", 10)).toBe("done=false&limit=10");
+  });
+});
+
+describe("chatOffDetail", () => {
+  it("drops the chatbot's own lead-in, which the panel heading already says", () => {
+    expect(chatOffDetail("Chat is off: no model is configured (OPENAI_API_KEY is not set).")).toBe(
+      "No model is configured (OPENAI_API_KEY is not set).",
+    );
+    expect(chatOffDetail("The chatbot service at http://x:1 cannot be reached (connection refused).")).toBe(
+      "The chatbot service at http://x:1 cannot be reached (connection refused).",
+    );
+    expect(chatOffDetail(null)).toBe("The chatbot is not available.");
   });
 });
