@@ -30,6 +30,12 @@ class ConversationMemory:
     def lock(self, key: Key) -> asyncio.Lock:
         """A lock per conversation, so two messages in one conversation run one at a time
         and neither overwrites the other's history."""
+        if key not in self._locks and len(self._locks) >= 2 * self._max_conversations:
+            # Failed turns leave locks for conversations never stored; drop idle ones.
+            for idle in [
+                k for k, lock in self._locks.items() if not lock.locked() and k not in self._conversations
+            ]:
+                del self._locks[idle]
         return self._locks.setdefault(key, asyncio.Lock())
 
     def load(self, key: Key) -> list[Item]:

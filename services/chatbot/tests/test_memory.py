@@ -43,3 +43,12 @@ def test_the_same_conversation_id_is_separate_per_user() -> None:
     store.store((1, "shared-id"), turn(1))
 
     assert store.load((2, "shared-id")) == []
+
+
+def test_locks_of_conversations_never_stored_do_not_pile_up() -> None:
+    store = memory.ConversationMemory(max_conversations=3, max_items=40)
+
+    for n in range(100):  # e.g. turns that all failed before anything was stored
+        store.lock((1, f"failed-{n}"))
+
+    assert len(store._locks) <= 2 * 3
