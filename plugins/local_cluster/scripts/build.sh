@@ -17,12 +17,20 @@ export GOFLAGS="-trimpath -mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 
 mkdir -p "$K8S_BIN" "$LUMINA_BIN" "$SRC_DIR" "$LOG_DIR"
+# Two builds at once (two terminals, CI and a user) would write the same files.
+exec 9>"$LUMINA_CACHE/build.lock"
+flock -w 3600 9 || die "another build.sh has held $LUMINA_CACHE/build.lock for an hour"
 build_log="$LOG_DIR/build.log"
 : >>"$build_log"
 
 command -v go >/dev/null || die "go is not installed: install Go 1.24+ (https is not needed, Debian's golang-go or any Go toolchain works)"
 
-targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm)
+all_targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm pause)
+# `build.sh etcd coredns` builds only those; no argument builds everything.
+if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
+for target in "${targets[@]}"; do
+  [[ " ${all_targets[*]} " == *" $target "* ]] || die "unknown target '$target' (one of: ${all_targets[*]})"
+done
 total=${#targets[@]}
 step=0
 
@@ -102,13 +110,25 @@ next() { step=$((step + 1)); progress "building $1 ($step/$total)…"; }
 
 for target in "${targets[@]}"; do
   case "$target" in
-    etcd) out="$K8S_BIN/etcd" ;;
-    coredns) out="$K8S_BIN/coredns" ;;
     helm) out="$LUMINA_BIN/helm" ;;
     *) out="$K8S_BIN/$target" ;;
   esac
-  if [[ -x "$out" ]]; then
-    step=$((step + 1)); progress "$target already built ($step/$total)"; continue
+  # The version a binary was built at is stamped beside it, so changing a
+  # pinned version in common.sh rebuilds just that binary.
+  case "$target" in
+    etcd) want="$ETCD_VERSION" ;; coredns) want="$COREDNS_VERSION" ;; helm) want="$HELM_VERSION" ;;
+    pause) want="$K8S_VERSION-$PAUSE_VERSION" ;; *) want="$K8S_VERSION" ;;
+  esac
+  have=""
+  if [[ "$target" == helm && -x "$out" ]]; then
+    have="$("$out" version --template '{{.Version}}' 2>/dev/null || true)"
+  elif [[ -f "$out.version" ]]; then
+    have="$(cat "$out.version")"
+  elif [[ -x "$out" && "$target" != etcd && "$target" != coredns ]]; then
+    have="$want"  # under a directory named after its Kubernetes version
+  fi
+  if [[ -x "$out" && "$have" == "$want" ]]; then
+    step=$((step + 1)); progress "$target $want already built ($step/$total)"; continue
   fi
   next "$target"
   case "$target" in
@@ -128,6 +148,16 @@ for target in "${targets[@]}"; do
       touch "$SRC_DIR/helm-$HELM_VERSION/.ready"
       go_build "$out" "$SRC_DIR/helm-$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
+    pause)
+      # The pod sandbox's process, from the C source shipped in the kubernetes
+      # module; static, so the image needs nothing else.
+      command -v gcc >/dev/null || die "gcc is not installed (Debian: apt-get install gcc libc6-dev)"
+      src="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+      gcc -Os -static -DVERSION="v$PAUSE_VERSION-lumina" -o "$out.partial" "$src/build/pause/linux/pause.c" >>"$build_log" 2>&1 \
+        || die "compiling pause.c failed (static linking needs libc6-dev); log: $build_log"
+      strip "$out.partial" && mv "$out.partial" "$out"
+      progress "  built pause ($(du -h "$out" | cut -f1))" ;;
   esac
+  echo "$want" >"$out.version"
 done
 progress "all $total binaries ready in $K8S_BIN (helm in $LUMINA_BIN)"

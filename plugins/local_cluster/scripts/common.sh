@@ -46,9 +46,13 @@ node_ip() {
   printf '%s' "$ip"
 }
 
-pid_alive() { # NAME
-  local f="$PID_DIR/$1.pid"
-  [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+# pid_alive NAME: the recorded process still runs, and is still that component
+# (after a reboot the same PID may belong to something else entirely).
+pid_alive() {
+  local f="$PID_DIR/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
 }
 
 PYTHON="${LUMINA_PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}"

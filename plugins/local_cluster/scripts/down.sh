@@ -13,7 +13,7 @@ stop() { # NAME: TERM, then KILL after 20 s
   local name="$1" file="$PID_DIR/$1.pid" pid
   [[ -f "$file" ]] || return 0
   pid="$(cat "$file")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$name"; then
     progress "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done

@@ -19,7 +19,7 @@ started=$SECONDS
 
 # --- host packages -----------------------------------------------------------
 packages=(containerd runc containernetworking-plugins iptables conntrack openssl
-  busybox-static gcc libc6-dev python3 ethtool socat iproute2 kmod)
+  busybox-static gcc libc6-dev python3 curl ethtool socat iproute2 kmod)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -85,6 +85,10 @@ done
 "$here/pki.sh" "$NODE_NAME" "$NODE_IP"
 
 # --- container runtime -------------------------------------------------------
+# CAP_SYS_RESOURCE is capability 24; without it no process may lower its OOM score.
+cap_eff="$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+if (( (16#$cap_eff >> 24) & 1 )); then RESTRICT_OOM_SCORE_ADJ=false; else RESTRICT_OOM_SCORE_ADJ=true; fi
+export RESTRICT_OOM_SCORE_ADJ
 render "$config/containerd.toml" "$CLUSTER_DIR/containerd.toml"
 render "$config/10-lumina-bridge.conflist" "$CLUSTER_DIR/cni/net.d/10-lumina-bridge.conflist"
 mkdir -p "$(dirname "$CONTAINERD_SOCK")"
@@ -92,14 +96,11 @@ start containerd containerd --config "$CLUSTER_DIR/containerd.toml"
 wait_for containerd 60 "${CTR[@]}" version
 
 # The cluster's own images exist only locally: made here, imported once.
-image_present() { "${CTR[@]}" -n k8s.io images ls -q | grep -qx "$1"; }
+image_present() { grep -qx -- "$1" <<<"$("${CTR[@]}" -n k8s.io images ls -q)"; }
 if ! image_present "$PAUSE_IMAGE"; then
-  progress "building the pause image from k8s.io/kubernetes@$K8S_VERSION/build/pause"
-  src="$(cd "$SRC_DIR/kubernetes-$K8S_VERSION" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
-  gcc -Os -static -DVERSION="v$PAUSE_VERSION-lumina" -o "$CLUSTER_DIR/images/pause" "$src/build/pause/linux/pause.c"
-  strip "$CLUSTER_DIR/images/pause"
+  progress "making the pause image"
   "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/pause.tar" "$PAUSE_IMAGE" \
-    --add "$CLUSTER_DIR/images/pause:/pause" --entrypoint /pause --user 65535:65535
+    --add "$K8S_BIN/pause:/pause" --entrypoint /pause --user 65535:65535
   "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/pause.tar" >/dev/null
 fi
 if ! image_present "$COREDNS_IMAGE"; then
