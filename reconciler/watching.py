@@ -155,8 +155,10 @@ if sys.platform == "linux":
                 # watchdog skips a subdirectory it cannot watch without a word; a full
                 # watch table means edits below it would go unseen.
                 if exc.errno in (errno.ENOSPC, errno.ENOMEM):
+                    logger.debug("cannot watch %s: %s", os.fsdecode(path), exc.strerror)
+                    # One reason for every such directory, so it is reported once.
                     self._on_lost(
-                        f"cannot watch {os.fsdecode(path)}: {exc.strerror}"
+                        "the inotify watch limit is reached, some directories go unwatched"
                         " (raise the sysctl fs.inotify.max_user_watches)"
                     )
                 raise
