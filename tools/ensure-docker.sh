@@ -26,11 +26,13 @@
 # Environment:
 #   LUMINA_DOCKERD_WAIT   seconds to wait for the engine (default 60)
 #   LUMINA_DOCKERD_LOG    dockerd log (default /var/log/lumina-dockerd.log)
+#   LUMINA_DOCKER_CONTAINERD_LOG  its containerd's log
+#                         (default /var/log/lumina-docker-containerd.log)
 set -euo pipefail
 
 WAIT=${LUMINA_DOCKERD_WAIT:-60}
 LOG=${LUMINA_DOCKERD_LOG:-/var/log/lumina-dockerd.log}
-CTRD_LOG=/var/log/lumina-docker-containerd.log
+CTRD_LOG=${LUMINA_DOCKER_CONTAINERD_LOG:-/var/log/lumina-docker-containerd.log}
 RUN_DIR=/run/lumina-docker
 CTRD_SOCK=$RUN_DIR/containerd/containerd.sock
 CTRD_CONF=$RUN_DIR/containerd.toml
@@ -42,7 +44,7 @@ INSTALL_CMD="apt-get update && apt-get install -y --no-install-recommends docker
 say() { echo "ensure-docker: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-engine_ok() { timeout 20 docker info >/dev/null 2>&1; }
+engine_ok() { timeout 10 docker info >/dev/null 2>&1; }
 
 alive() { # pidfile -> true when it names a running process
     [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
@@ -80,7 +82,7 @@ fi
 
 # --- containerd for dockerd -------------------------------------------------
 mkdir -p "$RUN_DIR"
-ctrd_ok() { timeout 10 ctr --address "$CTRD_SOCK" version >/dev/null 2>&1; }
+ctrd_ok() { timeout 5 ctr --address "$CTRD_SOCK" version >/dev/null 2>&1; }
 if ! ctrd_ok; then
     if alive "$CTRD_PID"; then
         say "containerd (pid $(cat "$CTRD_PID")) is starting; waiting for it"
@@ -100,7 +102,8 @@ EOF
         setsid containerd --config "$CTRD_CONF" >>"$CTRD_LOG" 2>&1 </dev/null &
         echo $! >"$CTRD_PID"
     fi
-    for _ in $(seq 1 "$WAIT"); do ctrd_ok && break; sleep 1; done
+    deadline=$((SECONDS + WAIT))
+    until ctrd_ok || ((SECONDS >= deadline)); do sleep 1; done
     ctrd_ok || die "containerd did not answer on $CTRD_SOCK within ${WAIT}s; last log lines:
 $(tail -n 20 "$CTRD_LOG" 2>/dev/null)"
 fi
@@ -122,9 +125,12 @@ else
         >>"$LOG" 2>&1 </dev/null &
 fi
 
-for i in $(seq 1 "$WAIT"); do
+# Bounded by the clock, not by attempts: each probe may itself block for seconds.
+started=$SECONDS
+deadline=$((SECONDS + WAIT))
+while ((SECONDS < deadline)); do
     if engine_ok; then
-        say "Docker engine ready after ${i}s ($(docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null))"
+        say "Docker engine ready after $((SECONDS - started))s ($(docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null))"
         exit 0
     fi
     sleep 1
