@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -221,7 +222,7 @@ def test_request_body_over_one_mebibyte_is_413(client: TestClient, alice: dict[s
     )
     assert response.status_code == 413
 
-    def chunks() -> object:
+    def chunks() -> Iterator[bytes]:
         # No Content-Length: the limit must hold for a streamed body too.
         for _ in range(20):
             yield b"y" * 65536
