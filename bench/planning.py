@@ -1,0 +1,153 @@
+"""#5 Planning at scale: a 50,000-file build context, planned cold, warm and after one edit.
+
+What it runs: the reconciler's own planning path — ``contexts.service_inputs`` over a
+``WorktreeSource`` with an on-disk ``HashCache``, then ``planning.plan`` against the
+previous inputs, then ``HashCache.save`` — exactly what the ``plan`` phase of a reconcile
+cycle does, on a temp git repository whose one service context holds 50,000 small files.
+The service is a synthetic ``ServicePlugin`` (a real plugin, just not one of ours).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+from bench import measuring
+from reconciler import contexts, git_reading, planning, services, worktree_reading
+
+NAME = "planning"
+TITLE = "Planning at scale (50,000-file context)"
+FILES = 50_000
+TARGET_EDIT = 0.3
+
+PLUGIN = services.ServicePlugin(
+    name=services.ServiceName("big"),
+    context="big",
+    dockerfile="big/Dockerfile",
+    image="bench/big",
+    values_key="big",
+    liveness=services.Probe("/health", 8000),
+    readiness=services.Probe("/health", 8000),
+)
+
+
+def _make_repository(root: pathlib.Path) -> list[pathlib.Path]:
+    measuring.init_repository(root)
+    context = root / "big"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY . /app\n", encoding="utf-8")
+    (context / ".dockerignore").write_text("**/__pycache__\n*.pyc\n", encoding="utf-8")
+    files = measuring.write_files(context / "src", FILES)
+    measuring.git(root, "add", "-A")
+    measuring.git(root, "commit", "-q", "-m", "50,000 files")
+    return files
+
+
+def _plan_once(
+    source: worktree_reading.WorktreeSource, baseline: planning.Baseline
+) -> tuple[contexts.ServiceInputs, planning.Plan]:
+    inputs = contexts.service_inputs(PLUGIN, source)
+    result = planning.plan([inputs], "", {}, baseline)
+    source.cache.save()
+    return inputs, result
+
+
+def _baseline(inputs: contexts.ServiceInputs) -> planning.Baseline:
+    return planning.Baseline(
+        label="the previous plan",
+        digests={inputs.name: inputs.digest},
+        files={inputs.name: inputs.files},
+        chart_digest="",
+        chart_files={},
+    )
+
+
+def run(ctx: measuring.Context) -> measuring.GroupResult:
+    result = measuring.GroupResult(NAME, TITLE)
+    root = ctx.work / "planning-repo"
+    ctx.say(f"planning: writing {FILES:,} files into a temp git repository")
+    with measuring.stopwatch() as elapsed:
+        files = _make_repository(root)
+    result.raw["setup_seconds"] = elapsed()
+    # Files younger than 2 s are never cached (the racy-git rule); let them age, as any
+    # real checkout has.
+    time.sleep(2.2)
+    cache_path = root / ".lumina" / "cache" / "hashes.json"
+
+    cold: list[float] = []
+    for _ in range(ctx.times(3)):
+        cache_path.unlink(missing_ok=True)
+        source = worktree_reading.WorktreeSource(root, worktree_reading.HashCache(cache_path))
+        with measuring.stopwatch() as elapsed:
+            inputs, _plan = _plan_once(source, planning.EMPTY_BASELINE)
+        cold.append(elapsed())
+    if len(inputs.files) != FILES + 2:
+        raise RuntimeError(
+            f"expected {FILES + 2} files in the context, planned {len(inputs.files)}"
+        )
+
+    restart: list[float] = []
+    for _ in range(ctx.times(3)):
+        with measuring.stopwatch() as elapsed:
+            source = worktree_reading.WorktreeSource(root, worktree_reading.HashCache(cache_path))
+            inputs, plan = _plan_once(source, _baseline(inputs))
+        restart.append(elapsed())
+
+    warm: list[float] = []
+    rebuilds_when_unchanged = 0
+    for _ in range(ctx.times(10)):
+        with measuring.stopwatch() as elapsed:
+            inputs, plan = _plan_once(source, _baseline(inputs))
+        warm.append(elapsed())
+        rebuilds_when_unchanged += len(plan.rebuilds)
+
+    edit: list[float] = []
+    noticed = 0
+    for index in range(ctx.times(10)):
+        edited = files[(index * 4_999) % len(files)]
+        edited.write_text(edited.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+        before = _baseline(inputs)
+        with measuring.stopwatch() as elapsed:
+            inputs, plan = _plan_once(source, before)
+        edit.append(elapsed())
+        relative = edited.relative_to(root).as_posix()
+        if plan.rebuilds and any(relative in reason for reason in plan.services[0].reasons):
+            noticed += 1
+
+    commit: list[float] = []
+    for _ in range(ctx.times(3)):
+        with measuring.stopwatch() as elapsed:
+            repository = git_reading.open_repository(root)
+            contexts.service_inputs(PLUGIN, git_reading.CommitSource(repository, "main"))
+        commit.append(elapsed())
+
+    result.raw.update(
+        files=FILES,
+        cold=cold,
+        restart=restart,
+        warm=warm,
+        edit=edit,
+        commit_mode=commit,
+        edits_noticed=noticed,
+        rebuilds_when_unchanged=rebuilds_when_unchanged,
+        cache_bytes=cache_path.stat().st_size,
+    )
+    n = len(edit)
+    result.rows = [
+        measuring.Row("plan, cold (empty hash cache)", measuring.spread(cold)),
+        measuring.Row("plan after a restart (cache from disk)", measuring.spread(restart)),
+        measuring.Row(
+            "plan, warm, nothing changed",
+            f"{measuring.spread(warm)}; {rebuilds_when_unchanged} rebuilds",
+            "0 rebuilds",
+            rebuilds_when_unchanged == 0,
+        ),
+        measuring.Row(
+            "re-plan after a one-file edit",
+            f"{measuring.spread(edit)}; edit named in {noticed}/{n} plans",
+            f"< {measuring.seconds(TARGET_EDIT)}",
+            measuring.median(edit) < TARGET_EDIT and noticed == n,
+        ),
+        measuring.Row("plan in commit mode (git tree, cold)", measuring.spread(commit)),
+    ]
+    return result
