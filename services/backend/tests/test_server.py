@@ -165,13 +165,23 @@ def test_unwritable_data_directory_is_refused_naming_path_and_uid(shared_dir: Pa
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="switching to UID 10001 needs root")
-def test_fs_group_volume_gets_a_group_writable_database(shared_dir: Path) -> None:
-    # What `fsGroup: 10001` makes of a volume: group 10001, group-writable, setgid.
+@pytest.mark.parametrize(
+    ("group", "mode"),
+    [
+        # What `fsGroup: 10001` makes of a volume: group 10001, group-writable, setgid.
+        pytest.param(APP_GID, 0o2775, id="fsGroup"),
+        # A hostPath provisioner ignores fsGroup but hands out world-writable directories.
+        pytest.param(0, 0o777, id="hostpath-0777"),
+    ],
+)
+def test_provisioned_volume_gets_a_group_writable_database(
+    shared_dir: Path, group: int, mode: int
+) -> None:
     shared_dir.chmod(0o755)
     data = shared_dir / "data"
     data.mkdir()
-    os.chown(data, 0, APP_GID)
-    data.chmod(0o2775)
+    os.chown(data, 0, group)
+    data.chmod(mode)
     db = data / "lumina.db"
     assert _as_app_user(_try_prepare(db)) == "ok"
     info = db.stat()
