@@ -144,7 +144,7 @@ EOF
 }
 
 customise_python() { # rootfs version -> docker import --change args on stdout
-    local r=$1 ver=$2 full whl
+    local r=$1 ver=$2 full whl whls
     full=$(chroot "$r" python3 -c 'import platform; print(platform.python_version())')
     # The official image lets root `pip install` system-wide.
     rm -f "$r/usr/lib/python$ver/EXTERNALLY-MANAGED"
@@ -159,8 +159,9 @@ customise_python() { # rootfs version -> docker import --change args on stdout
     ln -sf /usr/bin/pydoc3 "$r/usr/local/bin/pydoc"
     # pip itself, from the wheel Debian ships for venvs, installed like the
     # official image's pip (/usr/local/bin/pip*, upgradable with pip).
-    whl=$(cd "$r" && ls usr/share/python-wheels/pip-*.whl | head -n1)
-    [[ -n $whl ]] || die "python3-pip-whl is missing from the rootfs"
+    whls=("$r"/usr/share/python-wheels/pip-*.whl)
+    [[ -f ${whls[0]} ]] || die "python3-pip-whl is missing from the rootfs"
+    whl=${whls[0]#"$r"/}
     chroot "$r" env PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "python$ver" "/$whl/pip" install --quiet --no-index --no-cache-dir "/$whl" >&2
     # Drop bytecode of everything but the stdlib, like the official image does for pip.
@@ -277,7 +278,8 @@ timeout 20 docker info >/dev/null 2>&1 ||
     die "no Docker engine answers; run tools/ensure-docker.sh first"
 mkdir -p "$CACHE/debs"
 WORK_DIRS=()
-trap 'for d in "${WORK_DIRS[@]}"; do rm -rf "$d"; done' EXIT
+cleanup() { local d; for d in "${WORK_DIRS[@]}"; do rm -rf "$d"; done; }
+trap cleanup EXIT
 # Several people may ask for the images at once; one builder at a time.
 exec 9>"$CACHE/.lock"
 flock 9
