@@ -301,3 +301,35 @@ def test_images_built_with_docker_run_in_the_cluster(
         assert run_to_completion(core, namespace, pod).strip() == "image-from-docker"
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
+
+
+def test_down_then_up_keeps_volume_data(
+    core: client.CoreV1Api, namespace: str, cluster: providers.ClusterInfo
+) -> None:
+    """`down` stops every component (status says so); `up` brings back the data.
+
+    Runs last in this module: it restarts the cluster under the other tests' feet.
+    """
+    claim = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="survivor"),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"],  # no class named: the default must be `standard`
+            resources=client.V1VolumeResourceRequirements(requests={"storage": "16Mi"}),
+        ),
+    )
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+    mount = {"survivor": "/data"}
+    writer = restricted_pod("before-down", ["sh", "-c", "echo still-here > /data/f"], volumes=mount)
+    run_to_completion(core, namespace, writer)
+
+    cluster_provider = local.LocalClusterProvider(output_to_terminal=False)
+    cluster_provider.down()
+    stopped = cluster_provider.status()
+    assert stopped["kube-apiserver"] == "stopped", stopped
+    assert stopped["kubelet"] == "stopped", stopped
+
+    assert cluster_provider.ensure_up() == cluster
+    running = cluster_provider.status()
+    assert all(state.startswith("running") for state in running.values()), running
+    reader = restricted_pod("after-up", ["cat", "/data/f"], volumes=mount)
+    assert run_to_completion(core, namespace, reader).strip() == "still-here"

@@ -16,8 +16,10 @@ stop() { # NAME: TERM, then KILL after 20 s
   if pid_alive "$name"; then
     progress "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 "$pid" 2>/dev/null; then
+    # pid_alive, not kill -0: an exited component can linger as a zombie until
+    # init reaps it, and kill -0 still succeeds on a zombie.
+    for _ in $(seq 1 100); do pid_alive "$name" || break; sleep 0.2; done
+    if pid_alive "$name"; then
       progress "$name did not stop on TERM; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
