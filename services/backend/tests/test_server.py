@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,40 @@ def test_sigterm_stops_cleanly(server: support.Server) -> None:
     assert "Application shutdown complete" in log
     assert "database closed" in log
     assert "Traceback" not in log
+
+
+def test_sigterm_lets_an_in_flight_write_finish(server_env: dict[str, str], tmp_path: Path) -> None:
+    # Another process holds SQLite's write lock, so a POST waits inside the server
+    # (busy_timeout) while SIGTERM arrives: it must still complete and be stored.
+    env = server_env | {"SQLITE_BUSY_TIMEOUT_MS": "30000"}
+    server = support.start_server(env, tmp_path / "uvicorn.log")
+    with server.client() as http:
+        headers = support.sign_up(http, "ann@example.org")
+    db_path = server_env["DATABASE_URL"].removeprefix("sqlite:///")
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(max_workers=1) as pool, server.client() as http:
+            pending = pool.submit(
+                http.post, "/api/todos", json={"title": "in flight"}, headers=headers
+            )
+            time.sleep(2)  # the request is now waiting for the write lock
+            assert not pending.done()
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            assert server.process.poll() is None, "exited with a request in flight"
+            blocker.execute("COMMIT")
+            response = pending.result(timeout=30)
+    finally:
+        blocker.close()
+    assert response.status_code == 201
+    assert server.stop() in CLEAN_EXIT
+    check = sqlite3.connect(db_path)
+    try:
+        titles = [row[0] for row in check.execute("SELECT title FROM todos")]
+    finally:
+        check.close()
+    assert titles == ["in flight"]
 
 
 def _run_to_exit(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
