@@ -300,7 +300,14 @@ def test_images_built_with_docker_run_in_the_cluster(
         pod = restricted_pod("loaded", ["/bin/busybox", "echo", "image-from-docker"], image=tag)
         assert run_to_completion(core, namespace, pod).strip() == "image-from-docker"
     finally:
+        # Image garbage collection is off in this cluster: leave no test image behind.
         subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
+        socket = local.cache_dir() / "cluster" / "containerd" / "containerd.sock"
+        subprocess.run(
+            ["ctr", "--address", str(socket), "-n", "k8s.io", "images", "rm", tag],
+            check=False,
+            capture_output=True,
+        )
 
 
 def test_down_then_up_keeps_volume_data(

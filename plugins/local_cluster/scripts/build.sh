@@ -160,4 +160,6 @@ for target in "${targets[@]}"; do
   esac
   echo "$want" >"$out.version"
 done
+# One directory to put on PATH for helm and kubectl, whatever the version.
+ln -sfn "$K8S_BIN/kubectl" "$LUMINA_BIN/kubectl"
 progress "all $total binaries ready in $K8S_BIN (helm in $LUMINA_BIN)"

@@ -102,12 +102,14 @@ if ! image_present "$PAUSE_IMAGE"; then
   "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/pause.tar" "$PAUSE_IMAGE" \
     --add "$K8S_BIN/pause:/pause" --entrypoint /pause --user 65535:65535
   "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/pause.tar" >/dev/null
+  rm -f "$CLUSTER_DIR/images/pause.tar"
 fi
 if ! image_present "$COREDNS_IMAGE"; then
   progress "building the CoreDNS image"
   "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/coredns.tar" "$COREDNS_IMAGE" \
     --add "$K8S_BIN/coredns:/coredns" --entrypoint /coredns --user 65532:65532
   "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/coredns.tar" >/dev/null
+  rm -f "$CLUSTER_DIR/images/coredns.tar"
 fi
 if ! image_present "$BUSYBOX_IMAGE"; then
   progress "building the busybox image (for tests and debugging)"
@@ -116,6 +118,7 @@ if ! image_present "$BUSYBOX_IMAGE"; then
   "$PYTHON" "$here/mkimage.py" "$CLUSTER_DIR/images/busybox.tar" "$BUSYBOX_IMAGE" \
     --add /bin/busybox:/bin/busybox "${links[@]}" --cmd /bin/sh
   "${CTR[@]}" -n k8s.io images import "$CLUSTER_DIR/images/busybox.tar" >/dev/null
+  rm -f "$CLUSTER_DIR/images/busybox.tar"
 fi
 
 # --- control plane -----------------------------------------------------------
