@@ -124,8 +124,10 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    # pyhelm3 logs every helm command line at INFO; ours already say what happens.
-    logging.getLogger("pyhelm3").setLevel(logging.WARNING)
+    # pyhelm3 logs every helm command (and "release not found" as a failure), urllib3
+    # every retry: our own lines already say what happens and what failed.
+    logging.getLogger("pyhelm3").setLevel(logging.ERROR)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def _locked(config: settings.Settings) -> locking.RepositoryLock:

@@ -42,15 +42,6 @@ from reconciler import (
 
 log = logging.getLogger("lumina.reconcile")
 
-_HALF_DONE = frozenset(
-    {
-        watching.Condition.REBASING,
-        watching.Condition.MERGING,
-        watching.Condition.CONFLICTED,
-        watching.Condition.INDEX_LOCKED,
-    }
-)
-
 
 class Outcome(enum.StrEnum):
     CONVERGED = "converged"
@@ -236,13 +227,16 @@ async def _upgrade_watching(
 ) -> tuple[int | None, rollout.Diagnosis | None, str]:
     """Run the upgrade while watching the changed pods; stop at the first certain failure."""
     upgrade = asyncio.create_task(box.releaser.upgrade(values, description), name="helm-upgrade")
+    seen_errors: set[str] = set()
+
+    def watch_error(exc: Exception) -> None:
+        # The API may blink during an upgrade; say so once per distinct problem.
+        if str(exc) not in seen_errors:
+            seen_errors.add(str(exc))
+            log.warning("rollout watch: %s (still waiting on helm)", exc)
+
     watcher = asyncio.create_task(
-        rollout.watch(
-            box.kube,
-            box.config.namespace,
-            expected,
-            on_error=lambda exc: log.warning("rollout watch: %s", exc),
-        ),
+        rollout.watch(box.kube, box.config.namespace, expected, on_error=watch_error),
         name="rollout-watch",
     )
     box.counters["helm_upgrades"] += 1
@@ -330,11 +324,12 @@ async def run_cycle(
     key: str | None = None
     try:
         condition = watching.read_condition(config.repo, config.branch)
-        if config.mode is settings.TriggerMode.WORKTREE and condition.condition in _HALF_DONE:
-            # A half-merged or half-rebased tree is never deployed. The inner loop follows
-            # whatever branch is checked out; commit mode reads the tracked branch's
-            # committed tree, whatever the work tree is doing.
-            return CycleResult(Outcome.PAUSED, condition.message, phases=phases.seconds)
+        if condition.pauses(config.mode):
+            # Looked at again shortly: ending a merge or removing index.lock touches only
+            # .git, which the work-tree watcher ignores.
+            return CycleResult(
+                Outcome.PAUSED, condition.message, phases=phases.seconds, retry_after=2.0
+            )
         with phases.timed("plan"):
             source = snapshots.source_for(config, cache=box.hash_cache)
             snapshot = snapshots.take(config, box.plugins, source)

@@ -56,7 +56,9 @@ class Daemon:
         self.started_at = time.time()
         self.cycles = 0
 
-    def _watcher(self, debouncer: debouncing.Debouncer) -> Any:
+    def _watcher(
+        self, debouncer: debouncing.Debouncer
+    ) -> watching.WorktreeWatcher | watching.CommitWatcher:
         config = self.box.config
         if config.mode is settings.TriggerMode.COMMIT:
             return watching.CommitWatcher(

@@ -40,8 +40,8 @@ rebasing       ``rebase-merge/`` or ``rebase-apply/`` pause until the rebase end
 merging        ``MERGE_HEAD`` (conflicted or not)     pause: never deploy a half-merged tree
 conflicted     unmerged index entries without a merge pause (cherry-pick, revert, stash pop)
 index-locked   ``index.lock``                         pause: git is rewriting files now
-detached-head  HEAD holds a commit id, not a branch   pause: not the tracked branch's tree
-other-branch   HEAD names another branch              pause: not the tracked branch's tree
+detached-head  HEAD holds a commit id, not a branch   deploy: the inner loop follows HEAD
+other-branch   HEAD names another branch              deploy: the inner loop follows HEAD
 ============== ====================================== =====================================
 
 Commit mode never pauses: it always deploys the committed tree of the tracked branch,
@@ -420,6 +420,12 @@ class Condition(enum.StrEnum):
     OTHER_BRANCH = "other-branch"
 
 
+#: Git operations that leave the work tree half-written until they end.
+HALF_DONE = frozenset(
+    {Condition.REBASING, Condition.MERGING, Condition.CONFLICTED, Condition.INDEX_LOCKED}
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class RepositoryCondition:
     condition: Condition
@@ -428,7 +434,7 @@ class RepositoryCondition:
 
     def pauses(self, mode: settings.TriggerMode) -> bool:
         """Whether a cycle in ``mode`` must wait (see the table in the module docstring)."""
-        return mode is settings.TriggerMode.WORKTREE and self.condition is not Condition.READY
+        return mode is settings.TriggerMode.WORKTREE and self.condition in HALF_DONE
 
 
 def _listing(paths: list[str], limit: int = 3) -> str:

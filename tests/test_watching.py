@@ -386,12 +386,12 @@ def test_a_clean_repository_on_the_tracked_branch_is_ready(project: pathlib.Path
     assert not state.pauses(settings.TriggerMode.WORKTREE)
 
 
-def test_a_detached_head_pauses_worktree_mode_only(project: pathlib.Path) -> None:
+def test_a_detached_head_is_named_and_the_inner_loop_follows_it(project: pathlib.Path) -> None:
     git(project, "switch", "-q", "--detach", "HEAD")
     state = condition(project)
     assert state.condition is watching.Condition.DETACHED_HEAD
     assert "detached" in state.message
-    assert state.pauses(settings.TriggerMode.WORKTREE)
+    assert not state.pauses(settings.TriggerMode.WORKTREE)
     assert not state.pauses(settings.TriggerMode.COMMIT)
 
 
