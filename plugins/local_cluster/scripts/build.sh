@@ -23,7 +23,9 @@ flock -w 3600 9 || die "another build.sh has held $LUMINA_CACHE/build.lock for a
 build_log="$LOG_DIR/build.log"
 : >>"$build_log"
 
-command -v go >/dev/null || die "go is not installed: install Go 1.24+ (https is not needed, Debian's golang-go or any Go toolchain works)"
+# CI may run with a PATH that lacks the toolchain's usual home.
+command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && PATH="$PATH:/usr/local/go/bin"; }
+command -v go >/dev/null || die "go is not installed: install Go 1.24 or newer (e.g. Debian trixie's golang-go) and run again"
 
 all_targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm pause)
 # `build.sh etcd coredns` builds only those; no argument builds everything.

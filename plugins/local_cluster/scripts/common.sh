@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings of the local cluster scripts; sourced, never run.
 # Every path lives outside the repository so a fresh clone reuses the builds.
 

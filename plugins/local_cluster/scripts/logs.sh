@@ -8,7 +8,10 @@ source "$here/common.sh"
 
 if [[ $# -ge 1 ]]; then
   file="$LOG_DIR/$1.log"
-  [[ -f "$file" ]] || die "no log for '$1' in $LOG_DIR (components: $(cd "$LOG_DIR" 2>/dev/null && ls -- *.log | sed 's/\.log$//' | tr '\n' ' '))"
+  if [[ ! -f "$file" ]]; then
+    known=("$LOG_DIR"/*.log); known=("${known[@]##*/}")
+    die "no log for '$1' in $LOG_DIR (components: ${known[*]%.log})"
+  fi
   tail -n "${2:-100}" "$file"
   exit 0
 fi

@@ -57,6 +57,9 @@ start() {
   local name="$1"; shift
   if pid_alive "$name"; then return 0; fi
   progress "starting $name"
+  # Logs are appended across restarts; keep one previous generation past 50 MB.
+  local log="$LOG_DIR/$name.log"
+  if [[ -f "$log" && $(stat -c %s "$log") -gt 52428800 ]]; then mv -f "$log" "$log.1"; fi
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$PID_DIR/$name.pid"
 }
