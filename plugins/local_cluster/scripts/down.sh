@@ -7,7 +7,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$here/common.sh"
-mkdir -p "$LOG_DIR"
+mkdir -p "$LOG_DIR" "$CLUSTER_DIR"
+# One up or down at a time: two at once would start every component twice.
+exec 8>"$CLUSTER_DIR/.lock"
+flock -w 900 8 || die "another up.sh or down.sh has held $CLUSTER_DIR/.lock for 15 minutes"
 
 stop() { # NAME: TERM, then KILL after 20 s
   local name="$1" file="$PID_DIR/$1.pid" pid

@@ -15,6 +15,9 @@ source "$here/common.sh"
 mkdir -p "$CLUSTER_DIR" "$LOG_DIR" "$PID_DIR" "$CLUSTER_DIR/volumes" "$CLUSTER_DIR/cni/net.d" \
   "$CLUSTER_DIR/images" "$CLUSTER_DIR/etcd" /run/lumina-cluster
 chmod 700 "$CLUSTER_DIR/etcd"
+# One up or down at a time: two at once would start every component twice.
+exec 8>"$CLUSTER_DIR/.lock"
+flock -w 900 8 || die "another up.sh or down.sh has held $CLUSTER_DIR/.lock for 15 minutes"
 started=$SECONDS
 
 # --- host packages -----------------------------------------------------------
@@ -60,7 +63,8 @@ start() {
   # Logs are appended across restarts; keep one previous generation past 50 MB.
   local log="$LOG_DIR/$name.log"
   if [[ -f "$log" && $(stat -c %s "$log") -gt 52428800 ]]; then mv -f "$log" "$log.1"; fi
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  # 8>&-: the component must not inherit (and so hold forever) the up/down lock.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- &
   echo $! >"$PID_DIR/$name.pid"
 }
 
