@@ -51,7 +51,8 @@ post() { curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/js
 
 echo "== build ($image)"
 t0=$(now_ms)
-DOCKER_BUILDKIT=0 docker build -q -t "$image" "$here" >/dev/null 2>"/tmp/$name.build.log" \
+# Host network for the build's RUN steps only: they need PyPI, not a bridge.
+DOCKER_BUILDKIT=0 docker build --network host -q -t "$image" "$here" >/dev/null 2>"/tmp/$name.build.log" \
   || { cat "/tmp/$name.build.log" >&2; fail "docker build"; }
 echo "build: $(since "$t0")"
 
