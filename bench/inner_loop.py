@@ -1,0 +1,308 @@
+"""#1 Edit-to-ready and #2 the rebuild-everything baseline, in the same run.
+
+What it runs, in a clone of this repository that owns the release for the duration:
+
+* ours: a one-line source change to one service, then ``lumina-reconcile once``
+  (work-tree mode) — one cycle: plan, build the one changed image, load it, one
+  ``helm upgrade``, rollout watched — until the new pod is Ready; the pod's image tag is
+  checked against the new digest tag afterwards. Phases come from the cycle's
+  ``phases`` as the clone's state records them. Commit-to-ready: the same for the
+  backend with a ``git commit`` and ``once --mode commit``.
+* baseline, for the same edit: what the seed does by hand — ``docker build`` of all three
+  images with the Docker CLI (normal layer cache), load them into the cluster through
+  the provider, ``helm upgrade --install --wait`` with the new tags (same values the
+  reconciler passes). After each baseline the clone's state is deployed again
+  (untimed), so every "ours" starts from a release the reconciler made.
+* Skaffold, when ``~/.cache/lumina/bin/skaffold`` exists: ``skaffold run`` per change
+  with the same chart, images and values, loading images into the cluster in a build
+  hook (this cluster has no registry).
+
+"detect" (watcher + debounce) is not part of ``once``; the burst group measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+from bench import measuring, stack
+from reconciler import discovery, reconciling, settings, wiring
+
+NAME = "inner_loop"
+TITLE = "Edit-to-ready (ours vs rebuild-everything)"
+TARGET_BACKEND = 15.0
+TARGET_RATIO = 3.0
+
+
+def _skaffold() -> str | None:
+    cache = pathlib.Path(os.environ.get("LUMINA_CACHE", pathlib.Path.home() / ".cache" / "lumina"))
+    found = cache / "bin" / "skaffold"
+    return str(found) if found.is_file() else None
+
+
+class _Baseline:
+    """The seed's loop by hand: build all, load all, one helm upgrade with new tags."""
+
+    def __init__(self, clone: pathlib.Path, config: settings.Settings, info: Any) -> None:
+        self.clone = clone
+        self.config = config
+        self.info = info
+        self.plugins = discovery.discover_services(clone).plugins
+        self.provider = wiring.choose_provider(config)
+        self.helm = wiring.helm_executable()
+
+    def run(self, label: str) -> dict[str, float]:
+        tags: dict[str, str] = {plugin.name: f"bench-{label}" for plugin in self.plugins}
+        images = [
+            f"{reconciling.box_image_name(self.config, p)}:{tags[p.name]}" for p in self.plugins
+        ]
+        phases: dict[str, float] = {}
+        with measuring.stopwatch() as elapsed:
+            for plugin, image in zip(self.plugins, images, strict=True):
+                measuring.run(
+                    [
+                        "docker",
+                        "build",
+                        "-q",
+                        *stack.BUILD_FLAGS,
+                        "-t",
+                        image,
+                        "-f",
+                        str(self.clone / plugin.dockerfile),
+                        str(self.clone / plugin.context),
+                    ],
+                    timeout=3600,
+                )
+        phases["build"] = elapsed()
+        with measuring.stopwatch() as elapsed:
+            self.provider.load_images(images)
+        phases["load"] = elapsed()
+        values_file = self.clone.parent / f"baseline-values-{label}.json"
+        values_file.write_text(
+            json.dumps(reconciling._values(self.plugins, tags, self.config)), encoding="utf-8"
+        )
+        with measuring.stopwatch() as elapsed:
+            measuring.run(
+                [
+                    self.helm,
+                    "upgrade",
+                    "--install",
+                    "--wait",
+                    "--timeout",
+                    "300s",
+                    self.config.release,
+                    str(self.clone / self.config.chart),
+                    "--namespace",
+                    self.config.namespace,
+                    "--kubeconfig",
+                    str(self.info.kubeconfig),
+                    "--kube-context",
+                    self.info.context,
+                    "-f",
+                    str(values_file),
+                ],
+                timeout=900,
+            )
+        phases["helm"] = elapsed()
+        phases["total"] = phases["build"] + phases["load"] + phases["helm"]
+        self.images = images
+        return phases
+
+
+_SKAFFOLD_YAML = """\
+apiVersion: skaffold/v4beta13
+kind: Config
+metadata: {{name: lumina-bench}}
+build:
+  local: {{push: false, useBuildkit: false}}
+  tagPolicy: {{inputDigest: {{}}}}
+  artifacts:
+{artifacts}
+deploy:
+  helm:
+    releases:
+      - name: {release}
+        chartPath: {chart}
+        namespace: {namespace}
+        valuesFiles: [skaffold-values.json]
+        setValueTemplates:
+{templates}
+"""
+
+
+def _skaffold_config(clone: pathlib.Path, config: settings.Settings, plugins: Any) -> None:
+    load_script = stack.LOAD_SCRIPT
+    artifacts, templates = [], []
+    for plugin in plugins:
+        key = plugin.image.replace("/", "_").replace("-", "_").replace(".", "_")
+        artifacts.append(
+            f"    - image: {plugin.image}\n"
+            f"      context: {plugin.context}\n"
+            f"      docker: {{dockerfile: {os.path.relpath(plugin.dockerfile, plugin.context)},"
+            " network: host}\n"
+            "      hooks:\n        after:\n"
+            f"          - command: [bash, -c, 'bash {load_script} \"$SKAFFOLD_IMAGE\"']"
+        )
+        templates += [
+            f"          {plugin.values_key}.image.repository: '{{{{.IMAGE_REPO_{key}}}}}'",
+            f"          {plugin.values_key}.image.tag: '{{{{.IMAGE_TAG_{key}}}}}'",
+        ]
+    (clone / "skaffold.yaml").write_text(
+        _SKAFFOLD_YAML.format(
+            artifacts="\n".join(artifacts),
+            release=config.release,
+            chart=config.chart,
+            namespace=config.namespace,
+            templates="\n".join(templates),
+        ),
+        encoding="utf-8",
+    )
+    tags: dict[str, str] = {plugin.name: "unused" for plugin in plugins}
+    (clone / "skaffold-values.json").write_text(
+        json.dumps(reconciling._values(plugins, tags, config)), encoding="utf-8"
+    )
+
+
+def _ours(
+    clone: pathlib.Path, connection: Any, namespace: str, service: str, *args: str
+) -> dict[str, Any]:
+    seconds, line = stack.reconcile(clone, "once", *args)
+    cycle = stack.last_cycle(clone)
+    tag = stack.deployed_tags(clone).get(service, "")
+    return {
+        "seconds": seconds,
+        "outcome": line,
+        "phases": cycle.get("phases", {}),
+        "built": cycle.get("built", []),
+        "tag": tag,
+        "serving": stack.serves_tag(connection, namespace, service, tag),
+    }
+
+
+def _phase_text(runs: list[dict[str, Any]]) -> str:
+    names = ("plan", "build", "load", "preflight", "deploy")
+    parts = []
+    for name in names:
+        values = [float(run["phases"].get(name, 0.0)) for run in runs]
+        parts.append(f"{name} {measuring.seconds(measuring.median(values))}")
+    return ", ".join(parts)
+
+
+def run(ctx: measuring.Context) -> measuring.GroupResult:
+    main_config = settings.load_settings(ctx.repo)
+    _provider, info = stack.cluster(main_config)
+    stack.docker_ready()
+    result = measuring.GroupResult(NAME, TITLE)
+    clone = stack.clone(ctx, "inner-repo")
+    config = settings.load_settings(clone)
+    connection = stack.connect(info)
+    namespace = config.namespace
+    baseline = _Baseline(clone, config, info)
+    skaffold = _skaffold()
+    if skaffold:
+        _skaffold_config(clone, config, baseline.plugins)
+    ours: dict[str, list[dict[str, Any]]] = {s: [] for s in stack.SERVICES}
+    base: dict[str, list[dict[str, float]]] = {s: [] for s in stack.SERVICES}
+    skaffold_runs: dict[str, list[float]] = {s: [] for s in stack.SERVICES}
+    skaffold_error = "" if skaffold else "skaffold was not built (see the report)"
+    commit_runs: list[dict[str, Any]] = []
+    with stack.borrowed_release(ctx):
+        ctx.say("inner loop: first cycle from the clone (untimed)")
+        result.raw["prime"] = stack.reconcile(clone, "once")
+        for rep in range(ctx.times(3)):
+            for service in stack.SERVICES:
+                stack.edit(clone, service, f"{rep}-ours")
+                ctx.say(f"inner loop: {service} edit {rep + 1}: lumina-reconcile once")
+                ours[service].append(_ours(clone, connection, namespace, service))
+                ctx.say(f"inner loop: {service} edit {rep + 1}: baseline (build all, load, helm)")
+                base[service].append(baseline.run(f"{rep}-{service}"))
+                if skaffold and not skaffold_error:
+                    ctx.say(f"inner loop: {service} edit {rep + 1}: skaffold run")
+                    try:
+                        with measuring.stopwatch() as elapsed:
+                            measuring.run(
+                                [
+                                    skaffold,
+                                    "run",
+                                    "--kubeconfig",
+                                    str(info.kubeconfig),
+                                    "--kube-context",
+                                    info.context,
+                                    "--status-check=true",
+                                ],
+                                cwd=clone,
+                                timeout=1800,
+                            )
+                        skaffold_runs[service].append(elapsed())
+                    except RuntimeError as exc:
+                        skaffold_error = str(exc).splitlines()[-1][:300]
+                # Back to a release the reconciler made, so the next edit starts equal.
+                stack.reconcile(clone, "once")
+        for rep in range(ctx.times(3)):
+            stack.edit(clone, "backend", f"{rep}-commit")
+            measuring.git(clone, "commit", "-q", "-am", f"bench: backend edit {rep}")
+            ctx.say(f"inner loop: backend commit {rep + 1}: lumina-reconcile once --mode commit")
+            commit_runs.append(_ours(clone, connection, namespace, "backend", "--mode", "commit"))
+        if baseline.__dict__.get("images"):
+            measuring.run(["docker", "image", "rm", *baseline.images], check=False)
+    result.raw.update(
+        ours=ours,
+        baseline=base,
+        skaffold=skaffold_runs,
+        commit_mode=commit_runs,
+        skaffold_error=skaffold_error,
+    )
+    for service in stack.SERVICES:
+        mine = [float(r["seconds"]) for r in ours[service]]
+        theirs = [phases["total"] for phases in base[service]]
+        ratio = measuring.median(theirs) / measuring.median(mine)
+        serving = sum(1 for r in ours[service] if r["serving"])
+        only_one = sum(1 for r in ours[service] if r["built"] == [service])
+        target, met = "", None
+        if service == "backend":
+            target = f"<= {TARGET_BACKEND:g} s and >= {TARGET_RATIO:g}x faster"
+            met = measuring.median(mine) <= TARGET_BACKEND and ratio >= TARGET_RATIO
+        result.rows += [
+            measuring.Row(
+                f"{service}: edit -> new pod Ready (once)",
+                f"{measuring.spread(mine)}; new tag Ready {serving}/{len(mine)}; "
+                f"built only {service} {only_one}/{len(mine)}",
+                target,
+                met if met is None else met and serving == len(mine),
+            ),
+            measuring.Row(f"{service}: our phases (median)", _phase_text(ours[service])),
+            measuring.Row(
+                f"{service}: baseline build all + load + helm",
+                f"{measuring.spread(theirs)} (build "
+                f"{measuring.seconds(measuring.median([p['build'] for p in base[service]]))}, load "
+                f"{measuring.seconds(measuring.median([p['load'] for p in base[service]]))}, helm "
+                f"{measuring.seconds(measuring.median([p['helm'] for p in base[service]]))}); "
+                f"ours is {ratio:.1f}x faster",
+            ),
+        ]
+        if skaffold_runs[service]:
+            sk = measuring.median(skaffold_runs[service])
+            result.rows.append(
+                measuring.Row(
+                    f"{service}: skaffold run",
+                    f"{measuring.spread(skaffold_runs[service])}; ours is "
+                    f"{sk / measuring.median(mine):.1f}x faster",
+                )
+            )
+    commit = [float(r["seconds"]) for r in commit_runs]
+    result.rows.append(
+        measuring.Row(
+            "backend: commit -> new pod Ready (once --mode commit)",
+            f"{measuring.spread(commit)}; new tag Ready "
+            f"{sum(1 for r in commit_runs if r['serving'])}/{len(commit)}",
+        )
+    )
+    if skaffold_error:
+        result.notes.append(f"skaffold baseline not measured: {skaffold_error}")
+    result.notes.append(
+        "edit-to-ready is the wall time of `lumina-reconcile once` (process start to pod "
+        "Ready); the daemon adds its debounce window (see burst) and saves the start-up"
+    )
+    return result

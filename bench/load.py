@@ -1,0 +1,253 @@
+"""#9 The app under load: a CRUD mix per user at 5, 50 and 200 concurrent users.
+
+What it runs: asyncio + httpx against 127.0.0.1 only — the backend directly through a
+``kubectl port-forward`` to its Service, and the same API through the frontend's
+NodePort (30080), whose route handlers call the backend by cluster DNS. Every simulated
+user has an account of its own, registered and signed in beforehand (fresh random
+addresses and passwords each run; nothing is written down). Each user loops: create,
+list, get, patch, delete one todo, for ``--load-seconds`` per level (default 20) and at
+most 100 loops. Figures: p50/p95/p99 of single requests, requests per second, errors
+(any transport error or unexpected status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from bench import measuring, stack
+from reconciler import settings
+
+NAME = "load"
+TITLE = "App under load (CRUD mix, 127.0.0.1)"
+LEVELS = (5, 50, 200)
+MAX_LOOPS = 100
+TARGET_P95 = 0.020
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _port_forward(config: settings.Settings, info: Any) -> Iterator[str]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise measuring.NotRunError("kubectl is not installed (needed for the port-forward)")
+    port = _free_port()
+    forward = subprocess.Popen(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(info.kubeconfig),
+            "--context",
+            info.context,
+            "-n",
+            config.namespace,
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            "service/backend",
+            f"{port}:8000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if forward.poll() is not None or time.monotonic() > deadline:
+                output = forward.stdout.read() if forward.stdout else ""
+                raise RuntimeError(f"kubectl port-forward to the backend failed: {output[-400:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        forward.terminate()
+        forward.wait(10)
+
+
+async def _accounts(backend: str, count: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """Fresh accounts: (email, password) pairs and their access tokens."""
+    run_id = secrets.token_hex(4)
+    limit = asyncio.Semaphore(8)
+
+    async def one(client: httpx.AsyncClient, index: int) -> tuple[str, str, str]:
+        email = f"bench-{run_id}-{index}@example.com"
+        password = secrets.token_urlsafe(16)
+        async with limit:
+            made = await client.post(
+                "/api/auth/register", json={"email": email, "password": password}
+            )
+            if made.status_code != 201:
+                raise RuntimeError(f"register {email}: {made.status_code} {made.text[:200]}")
+            signed = await client.post(
+                "/api/auth/login", json={"email": email, "password": password}
+            )
+            if signed.status_code != 200:
+                raise RuntimeError(f"login {email}: {signed.status_code} {signed.text[:200]}")
+        return email, password, str(signed.json()["access_token"])
+
+    async with httpx.AsyncClient(base_url=backend, timeout=60) as client:
+        made = await asyncio.gather(*(one(client, index) for index in range(count)))
+    return [(email, password) for email, password, _ in made], [token for *_, token in made]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.transport_errors = 0
+
+    async def call(
+        self, client: httpx.AsyncClient, method: str, url: str, expect: int, **kwargs: Any
+    ) -> httpx.Response | None:
+        started = time.perf_counter()
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            self.transport_errors += 1
+            self.errors.append(f"{method}: {type(exc).__name__}")
+            return None
+        self.latencies.append(time.perf_counter() - started)
+        if response.status_code != expect:
+            self.errors.append(f"{method}: {response.status_code}")
+            return None
+        return response
+
+
+async def _user(client: httpx.AsyncClient, recorder: _Recorder, until: float, index: int) -> None:
+    for loop in range(MAX_LOOPS):
+        if time.monotonic() >= until:
+            return
+        created = await recorder.call(
+            client, "POST", "/api/todos", 201, json={"title": f"bench todo {index}-{loop}"}
+        )
+        await recorder.call(client, "GET", "/api/todos", 200)
+        if created is None:
+            continue
+        todo_id = created.json()["id"]
+        await recorder.call(client, "GET", f"/api/todos/{todo_id}", 200)
+        await recorder.call(client, "PATCH", f"/api/todos/{todo_id}", 200, json={"done": True})
+        await recorder.call(client, "DELETE", f"/api/todos/{todo_id}", 204)
+
+
+async def _level(base_url: str, users: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    recorder = _Recorder()
+    # One connection pair per user, as separate browsers would have.
+    clients = [
+        httpx.AsyncClient(
+            base_url=base_url, timeout=30, limits=httpx.Limits(max_connections=2), **user
+        )
+        for user in users
+    ]
+    try:
+        started = time.monotonic()
+        await asyncio.gather(
+            *(
+                _user(client, recorder, started + seconds, index)
+                for index, client in enumerate(clients)
+            )
+        )
+        wall = time.monotonic() - started
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+    cuts = (
+        statistics.quantiles(recorder.latencies, n=100)
+        if len(recorder.latencies) > 1
+        else [float("nan")] * 99
+    )
+    kinds: dict[str, int] = {}
+    for error in recorder.errors:
+        kinds[error] = kinds.get(error, 0) + 1
+    return {
+        "users": len(users),
+        "requests": len(recorder.latencies) + recorder.transport_errors,
+        "wall_seconds": wall,
+        # answered requests per second, errors included: the server did the work
+        "throughput": len(recorder.latencies) / wall,
+        "p50": cuts[49],
+        "p95": cuts[94],
+        "p99": cuts[98],
+        "errors": len(recorder.errors),
+        "error_kinds": kinds,
+    }
+
+
+async def _sessions(frontend: str, accounts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Sign every account in through the frontend: its session cookie per user."""
+    limit = asyncio.Semaphore(8)
+
+    async def one(email: str, password: str) -> dict[str, Any]:
+        async with limit, httpx.AsyncClient(base_url=frontend, timeout=60) as client:
+            signed = await client.post(
+                "/api/auth/login", json={"email": email, "password": password}
+            )
+            if signed.status_code != 200:
+                raise RuntimeError(f"frontend login: {signed.status_code} {signed.text[:200]}")
+            return {"cookies": dict(client.cookies)}
+
+    return list(await asyncio.gather(*(one(email, password) for email, password in accounts)))
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.1f}"
+
+
+def run(ctx: measuring.Context) -> measuring.GroupResult:
+    config = settings.load_settings(ctx.repo)
+    _provider, info = stack.cluster(config)
+    try:
+        if httpx.get(f"{stack.FRONTEND_URL}/api/health", timeout=5).status_code != 200:
+            raise measuring.NotRunError("the frontend on :30080 is not healthy")
+    except httpx.HTTPError as exc:
+        raise measuring.NotRunError(f"the frontend on :30080 does not answer ({exc})") from exc
+    result = measuring.GroupResult(NAME, TITLE)
+    with _port_forward(config, info) as backend:
+        ctx.say(f"load: registering {max(LEVELS)} accounts")
+        accounts, tokens = asyncio.run(_accounts(backend, max(LEVELS)))
+        ctx.say("load: signing them in through the frontend")
+        sessions = asyncio.run(_sessions(stack.FRONTEND_URL, accounts))
+        direct = [{"headers": {"Authorization": f"Bearer {token}"}} for token in tokens]
+        for target, url, users in (
+            ("backend (port-forward)", backend, direct),
+            ("frontend (NodePort)", stack.FRONTEND_URL, sessions),
+        ):
+            for level in LEVELS:
+                ctx.say(f"load: {target}, {level} users, {ctx.load_seconds:.0f} s")
+                figures = asyncio.run(_level(url, users[:level], ctx.load_seconds))
+                result.raw[f"{target} {level}"] = figures
+                text = (
+                    f"p50/p95/p99 {_ms(figures['p50'])}/{_ms(figures['p95'])}/"
+                    f"{_ms(figures['p99'])} ms, {figures['throughput']:.0f} req/s, "
+                    f"{figures['errors']} errors"
+                )
+                aim, met = "", None
+                if target.startswith("backend") and level == 50:
+                    aim = "p95 < 20 ms, 0 errors"
+                    met = figures["p95"] < TARGET_P95 and figures["errors"] == 0
+                elif level == 200:
+                    aim, met = "0 errors", figures["errors"] == 0
+                result.rows.append(measuring.Row(f"{target}, {level} users", text, aim, met))
+    result.notes.append(
+        "load: the port-forward path goes through kubectl's tunnel, which adds its own latency"
+    )
+    return result
