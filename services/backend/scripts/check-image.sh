@@ -21,6 +21,7 @@ done
 
 cleanup() {
   docker rm -f "$name" >/dev/null 2>&1 || true
+  docker network rm "$name" >/dev/null 2>&1 || true
   docker volume rm "$volume" >/dev/null 2>&1 || true
   [[ -n "$rootdir" ]] && rm -rf "$rootdir"
   rm -f "/tmp/$name.build.log"
@@ -30,7 +31,7 @@ trap cleanup EXIT
 fail() { echo "check-image: FAIL: $*" >&2; docker logs "$name" 2>&1 | tail -20 >&2 || true; exit 1; }
 
 run() {
-  docker run -d --name "$name" --read-only --tmpfs /tmp --user 10001:10001 \
+  docker run -d --name "$name" --network "$name" --read-only --tmpfs /tmp --user 10001:10001 \
     --cap-drop ALL --security-opt no-new-privileges \
     -e JWT_SECRET_KEY="$secret" -p "127.0.0.1:$port:8000" "$@" "$image" >/dev/null
 }
@@ -62,11 +63,13 @@ echo "size: ${size_mb} MB (limit ${max_mb} MB)"
 (( size_mb < max_mb )) || fail "image is ${size_mb} MB"
 user=$(docker image inspect -f '{{.Config.User}}' "$image")
 [[ "$user" == "10001:10001" ]] || fail "image USER is '$user', expected 10001:10001"
-compilers=$(docker run --rm --user 10001:10001 --entrypoint sh "$image" -c \
-  'for c in gcc cc c++ clang make; do command -v $c; done' || true)
+compilers=$(docker run --rm --network none --user 10001:10001 --entrypoint sh "$image" -c \
+  'for c in gcc cc c++ clang make; do command -v $c; done; true')
 [[ -z "$compilers" ]] || fail "compilers in the runtime image: $compilers"
 
 echo "== run read-only as 10001 with a volume at /data"
+# A network of its own: independent of docker0, which a local cluster may take over.
+docker network create "$name" >/dev/null
 docker volume create "$volume" >/dev/null
 t0=$(now_ms)
 run -v "$volume:/data"
