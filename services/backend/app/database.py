@@ -133,9 +133,11 @@ def _create_engine(url: str, *, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        # A few connections serve many reader threads; writers use one at a time anyway.
-        pool_size=5,
-        max_overflow=5,
+        # Readers run on up to 40 threadpool threads; SQLite connections are cheap, so
+        # half that many keeps them from queueing behind each other for long. Writers
+        # use one connection at a time anyway.
+        pool_size=10,
+        max_overflow=10,
         pool_timeout=30,
     )
 
