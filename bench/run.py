@@ -63,7 +63,8 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _arguments(sys.argv[1:] if argv is None else argv)
-    console = rich.console.Console()
+    # Piped output (nox, CI logs) gets a table wide enough to read, not 80 columns.
+    console = rich.console.Console(width=None if sys.stdout.isatty() else 180)
     work = measuring.ROOT / ".lumina" / "bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
     selected = [g for g in GROUPS if not arguments.only or g.NAME in arguments.only]
