@@ -10,8 +10,11 @@
 #      the tag, add what the official image provides that Dockerfiles rely on,
 #      strip docs/caches, and `docker import` it as ONE layer under the same name.
 #
-# Stand-ins carry the label org.lumina.base-image.digest = hash of this script
-# and every input; a rerun with the same digest is a no-op.  The pristine
+# Stand-ins carry the label org.lumina.base-image.digest = hash of the recipe
+# (the text of the functions that shape the root filesystem, without comments)
+# and every input; a rerun with the same digest is a no-op, and edits that do
+# not change the content (comments, messages, orchestration) rebuild nothing,
+# so images built on the stand-ins keep their layer cache.  The pristine
 # debootstrap output is cached as a tarball under
 # ~/.cache/lumina/base-images/ (and the .debs it used), so changing only the
 # customisation below does not download anything again.
@@ -61,6 +64,17 @@ digest_of() { # stdin -> short sha256
     sha256sum | cut -c1-16
 }
 
+install_debootstrap() {
+    local apt=(apt-get -o DPkg::Lock::Timeout=600)
+    [[ -r /etc/debian_version ]] || die "debootstrap is missing; install it with your package manager"
+    say "installing debootstrap"
+    export DEBIAN_FRONTEND=noninteractive
+    # Package lists may be missing on a fresh machine; update only then.
+    "${apt[@]}" install -y --no-install-recommends debootstrap >&2 ||
+        { "${apt[@]}" update >&2 && "${apt[@]}" install -y --no-install-recommends debootstrap >&2; } ||
+        die "could not install debootstrap: apt-get install -y debootstrap"
+}
+
 # --- the pristine debootstrap tarball, cached by suite+mirror+packages ------
 debootstrap_tarball() { # image -> path of cached tarball
     local image=$1 mirror key tarball tmp
@@ -70,8 +84,7 @@ debootstrap_tarball() { # image -> path of cached tarball
     if [[ -s $tarball ]]; then
         say "$image: cached debootstrap tarball $(basename "$tarball")"
     else
-        command -v debootstrap >/dev/null ||
-            die "debootstrap is missing: apt-get install -y --no-install-recommends debootstrap"
+        command -v debootstrap >/dev/null || install_debootstrap
         tmp=$(mktemp -d "$CACHE/rootfs.XXXXXX")
         WORK_DIRS+=("$tmp")
         say "$image: debootstrap --variant=minbase $SUITE (+${PACKAGES[$image]}) from $mirror ..."
@@ -137,6 +150,8 @@ EOF
     rm -rf "$r"/usr/share/{man,info,lintian}/* "$r"/usr/share/locale/*
     rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old
     find "$r/var/log" -type f -delete
+    # docker provides /dev at run time; device nodes made by debootstrap do not belong in a layer.
+    find "$r/dev" -mindepth 1 -delete
     # Host identity must not leak into the image; docker supplies these at run time.
     : >"$r/etc/resolv.conf"
     : >"$r/etc/hostname"
@@ -210,7 +225,8 @@ ensure_image() {
     local image=$1 kind=${1%%:*} want tag ver digest have t0
     tag=${image#*:}
     want=${tag%%-*} # python:3.13-slim -> 3.13, node:20-slim -> 20
-    digest=$( { cat "$HERE/build.sh" "$HERE/node/docker-entrypoint.sh"
+    digest=$( { declare -f customise_python customise_node trust_host_cas slim_down
+                cat "$HERE/node/docker-entrypoint.sh"
                 host_cas | while IFS= read -r ca; do cat "$ca"; done
                 printf '%s\n' "$image" "$SUITE" "$(debian_mirror)" "${PACKAGES[$image]}" "$NPM_VERSION"
               } | digest_of)
@@ -256,8 +272,6 @@ ensure_image() {
     esac
     trust_host_cas "$root"
     slim_down "$root"
-    # docker provides /dev at run time; device nodes made by debootstrap do not belong in a layer.
-    find "$root/dev" -mindepth 1 -delete
 
     local args=(--change "LABEL $LABEL=$digest"
                 --change "LABEL org.lumina.base-image.source=debootstrap-$SUITE"
