@@ -4,6 +4,7 @@
 # UID/GID 10001, no capabilities, a volume at /data. Prints size and timings.
 #
 # Usage: services/backend/scripts/check-image.sh [image-tag]   (needs docker and curl)
+#        COLD=1 ... builds without Docker's layer cache, to time a cold build.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,9 +54,9 @@ post() { curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/js
 echo "== build ($image)"
 t0=$(now_ms)
 # Host network for the build's RUN steps only: they need PyPI, not a bridge.
-DOCKER_BUILDKIT=0 docker build --network host -q -t "$image" "$here" >/dev/null 2>"/tmp/$name.build.log" \
+DOCKER_BUILDKIT=0 docker build --network host ${COLD:+--no-cache} -q -t "$image" "$here" >/dev/null 2>"/tmp/$name.build.log" \
   || { cat "/tmp/$name.build.log" >&2; fail "docker build"; }
-echo "build: $(since "$t0")"
+echo "build${COLD:+ (cold)}: $(since "$t0")"
 
 size=$(docker image inspect -f '{{.Size}}' "$image")
 size_mb=$(( size / 1000 / 1000 ))
