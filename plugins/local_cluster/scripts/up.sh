@@ -22,7 +22,7 @@ started=$SECONDS
 
 # --- host packages -----------------------------------------------------------
 packages=(containerd runc containernetworking-plugins iptables conntrack openssl
-  busybox-static gcc libc6-dev python3 curl ethtool socat iproute2 kmod)
+  busybox-static gcc libc6-dev python3 curl ethtool socat iproute2 kmod util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -46,19 +46,38 @@ export CLUSTER_DIR PKI_DIR CONTAINERD_SOCK PAUSE_IMAGE CNI_BIN_DIR CLUSTER_DNS_I
 
 # render TEMPLATE OUT: fill ${VAR} placeholders from the environment; an
 # unknown placeholder is an error rather than an empty string in a config.
+# The file is only written when its content changes: kube-proxy exits when its
+# configuration file is touched. Prints "changed" or "same".
 render() {
   "$PYTHON" - "$1" "$2" <<'PY'
 import os, pathlib, string, sys
-text = pathlib.Path(sys.argv[1]).read_text()
-pathlib.Path(sys.argv[2]).write_text(string.Template(text).substitute(os.environ))
+text = string.Template(pathlib.Path(sys.argv[1]).read_text()).substitute(os.environ)
+out = pathlib.Path(sys.argv[2])
+if out.exists() and out.read_text() == text:
+    print("same")
+else:
+    out.write_text(text)
+    print("changed")
 PY
 }
+
+# Ports each component listens on: another process holding one (a second
+# cluster, a leftover from a crash) must be named, not waited on for minutes.
+declare -A PORTS=(
+  [etcd]="2379 2380 2381" [kube-apiserver]="$APISERVER_PORT" [kube-controller-manager]="10257"
+  [kube-scheduler]="10259" [kubelet]="10248 10250" [kube-proxy]="10249 10256"
+)
 
 # start NAME COMMAND...: run a component detached, logging to its own file and
 # recording its PID, unless it is already running.
 start() {
   local name="$1"; shift
   if pid_alive "$name"; then return 0; fi
+  local port holder
+  for port in ${PORTS[$name]:-}; do
+    holder="$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*' | head -n1 || true)"
+    [[ -z "$holder" ]] || die "cannot start $name: port $port is already in use ($holder); stop that process first"
+  done
   progress "starting $name"
   # Logs are appended across restarts; keep one previous generation past 50 MB.
   local log="$LOG_DIR/$name.log"
@@ -68,11 +87,16 @@ start() {
   echo $! >"$PID_DIR/$name.pid"
 }
 
-# wait_for WHAT SECONDS COMMAND...: poll until COMMAND succeeds.
+# wait_for WHAT SECONDS COMMAND...: poll until COMMAND succeeds. When WHAT is a
+# component that has exited meanwhile, say so at once with the end of its log.
 wait_for() {
   local what="$1" timeout="$2"; shift 2
   local deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
+    if [[ -f "$PID_DIR/$what.pid" ]] && ! pid_alive "$what"; then
+      tail -n 15 "$LOG_DIR/$what.log" >&2
+      die "$what exited during startup; log: $LOG_DIR/$what.log"
+    fi
     ((SECONDS < deadline)) || die "$what not ready after ${timeout}s; see $LOG_DIR"
     sleep 1
   done
@@ -96,8 +120,8 @@ done
 cap_eff="$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 if (( (16#$cap_eff >> 24) & 1 )); then RESTRICT_OOM_SCORE_ADJ=false; else RESTRICT_OOM_SCORE_ADJ=true; fi
 export RESTRICT_OOM_SCORE_ADJ
-render "$config/containerd.toml" "$CLUSTER_DIR/containerd.toml"
-render "$config/10-lumina-bridge.conflist" "$CLUSTER_DIR/cni/net.d/10-lumina-bridge.conflist"
+render "$config/containerd.toml" "$CLUSTER_DIR/containerd.toml" >/dev/null
+render "$config/10-lumina-bridge.conflist" "$CLUSTER_DIR/cni/net.d/10-lumina-bridge.conflist" >/dev/null
 mkdir -p "$(dirname "$CONTAINERD_SOCK")"
 start containerd containerd --config "$CLUSTER_DIR/containerd.toml"
 wait_for containerd 60 "${CTR[@]}" version
@@ -180,8 +204,12 @@ start kube-scheduler "$K8S_BIN/kube-scheduler" \
 
 # --- node --------------------------------------------------------------------
 grep -v '^search\|^nameserver 127\.' /etc/resolv.conf >"$CLUSTER_DIR/resolv.conf" 2>/dev/null || true
-render "$config/kubelet.yaml" "$CLUSTER_DIR/kubelet.yaml"
-render "$config/kube-proxy.yaml" "$CLUSTER_DIR/kube-proxy.yaml"
+render "$config/kubelet.yaml" "$CLUSTER_DIR/kubelet.yaml" >/dev/null
+if [[ "$(render "$config/kube-proxy.yaml" "$CLUSTER_DIR/kube-proxy.yaml")" == changed ]] && pid_alive kube-proxy; then
+  # It exits by itself on a changed file; make sure it is gone before start().
+  kill "$(cat "$PID_DIR/kube-proxy.pid")" 2>/dev/null || true
+  for _ in $(seq 1 50); do pid_alive kube-proxy || break; sleep 0.2; done
+fi
 start kubelet "$K8S_BIN/kubelet" --config "$CLUSTER_DIR/kubelet.yaml" \
   --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" --root-dir "$CLUSTER_DIR/kubelet" \
   --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
@@ -191,7 +219,7 @@ start kube-proxy "$K8S_BIN/kube-proxy" --config "$CLUSTER_DIR/kube-proxy.yaml"
 wait_for "the node $NODE_NAME" 180 "${kubectl[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
 COREFILE_INDENTED="$(sed 's/^/    /' "$config/Corefile")"
 export COREFILE_INDENTED
-render "$config/coredns.yaml" "$CLUSTER_DIR/coredns.yaml"
+render "$config/coredns.yaml" "$CLUSTER_DIR/coredns.yaml" >/dev/null
 "${kubectl[@]}" apply -f "$CLUSTER_DIR/coredns.yaml" -f "$config/storage.yaml" >>"$LOG_DIR/addons.log"
 
 start provisioner "$PYTHON" "$here/provisioner.py" --server "https://127.0.0.1:$APISERVER_PORT" \
