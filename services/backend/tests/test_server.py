@@ -7,13 +7,14 @@ process cleanly with the database closed; data survives a restart.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -165,9 +166,11 @@ def _as_app_user(action: Callable[[], str]) -> str:
 
 
 @pytest.fixture
-def shared_dir() -> Path:
+def shared_dir() -> Iterator[Path]:
     """A directory the app user can reach (pytest's tmp_path is private to root)."""
-    return Path(tempfile.mkdtemp(prefix="lumina-backend-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="lumina-backend-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path)
 
 
 def _try_prepare(path: Path) -> Callable[[], str]:
