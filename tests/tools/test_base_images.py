@@ -63,6 +63,61 @@ def test_ensure_docker_is_quick_when_the_engine_runs(base_images: None) -> None:
     assert time.monotonic() - started < 10
 
 
+ISOLATED_START = """\
+set -eu
+# Private /run, /var/lib/docker and network: the machine's own engine is neither
+# seen nor touched, and whatever starts here dies with the namespace.
+mount -t tmpfs tmpfs /run
+mount --bind "$WORK/docker" /var/lib/docker
+mkdir -p /var/lib/lumina-docker
+mount --bind "$WORK/containerd" /var/lib/lumina-docker
+ip link set lo up
+stop() {
+    for pidfile in /run/docker.pid /run/lumina-docker/containerd.pid; do
+        [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    sleep 2
+}
+trap stop EXIT
+# What a crashed engine leaves behind: a socket nobody listens on, a dead pid.
+python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('/run/docker.sock')"
+echo 999999 > /run/docker.pid
+"$ENSURE"
+docker info --format 'driver={{.CgroupDriver}}'
+"$ENSURE"
+"""
+
+
+def test_ensure_docker_starts_an_engine_over_a_stale_socket(
+    base_images: None, tmp_path: pathlib.Path
+) -> None:
+    if shutil.which("unshare") is None:
+        pytest.fail("`unshare` (util-linux) is needed to start a throwaway engine")
+    for sub in ("docker", "containerd"):
+        (tmp_path / sub).mkdir()
+    script = tmp_path / "start.sh"
+    script.write_text(ISOLATED_START)
+    proc = subprocess.run(
+        ["unshare", "--mount", "--net", "--propagation", "private", "sh", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={
+            "PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "WORK": str(tmp_path),
+            "ENSURE": str(ENSURE_DOCKER),
+            "LUMINA_DOCKERD_WAIT": "60",
+            "LUMINA_DOCKERD_LOG": str(tmp_path / "dockerd.log"),
+            "LUMINA_DOCKER_CONTAINERD_LOG": str(tmp_path / "containerd.log"),
+        },
+    )
+    assert proc.returncode == 0, f"{proc.stderr}\n{proc.stdout}"
+    assert "driver=cgroupfs" in proc.stdout
+    assert "starting dockerd" in proc.stderr
+    assert proc.stderr.count("starting dockerd") == 1, "the second run must not start another"
+
+
 def test_python_image_has_python_313_with_ssl_sqlite_and_venv(base_images: None) -> None:
     out = docker_run(
         "python:3.13-slim",
