@@ -78,7 +78,7 @@ def test_services_pvc_secrets_and_namespace(cluster: kube.Kube, helm_env: dict[s
 def test_frontend_answers_on_the_node_port() -> None:
     response = httpx.get(f"{FRONTEND}/api/health", timeout=10)
     assert response.status_code == 200
-    page = httpx.get(f"{FRONTEND}/", timeout=20)
+    page = httpx.get(f"{FRONTEND}/sign-in", timeout=20)
     assert page.status_code == 200 and "<html" in page.text.lower()
 
 
