@@ -17,7 +17,8 @@ from reconciler import discovery, services
 
 NAME = "images"
 TITLE = "Images (docker build)"
-TARGET_MB = 500.0
+#: the services issue's size targets (the seed's hard limit is 500 MB)
+TARGET_MB = {"backend": 200.0, "chatbot": 300.0, "frontend": 250.0}
 TAG = "lumina-bench"
 
 
@@ -71,7 +72,10 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
             result.raw[service] = {"size_bytes": size, "cold": cold, "warm": warm}
             result.rows += [
                 measuring.Row(
-                    f"{service}: image size", f"{mb:.0f} MB", f"< {TARGET_MB:g} MB", mb < TARGET_MB
+                    f"{service}: image size",
+                    f"{mb:.0f} MB",
+                    f"< {TARGET_MB[service]:g} MB",
+                    mb < TARGET_MB[service],
                 ),
                 measuring.Row(f"{service}: cold build (--no-cache)", measuring.spread(cold)),
                 measuring.Row(f"{service}: warm rebuild, one-line edit", measuring.spread(warm)),

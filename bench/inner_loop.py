@@ -306,3 +306,21 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         "Ready); the daemon adds its debounce window (see burst) and saves the start-up"
     )
     return result
+
+
+def compare_with_images(inner: measuring.GroupResult, images: measuring.GroupResult) -> None:
+    """Frontend edit-to-ready against its own warm image build, both from this run."""
+    ours = inner.raw.get("ours", {}).get("frontend") or []
+    warm = (images.raw.get("frontend") or {}).get("warm") or []
+    if not ours or not warm:
+        return
+    ratio = measuring.median([float(r["seconds"]) for r in ours]) / measuring.median(warm)
+    inner.raw["frontend_ready_over_warm_build"] = ratio
+    inner.rows.append(
+        measuring.Row(
+            "frontend: edit-to-ready / its warm image build",
+            f"{ratio:.2f}x (warm build {measuring.seconds(measuring.median(warm))})",
+            "<= 2x",
+            ratio <= 2.0,
+        )
+    )

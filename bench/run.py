@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"kept {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+    by_name = {result.name: result for result in results if result.not_run is None}
+    if inner_loop.NAME in by_name and images.NAME in by_name:
+        inner_loop.compare_with_images(by_name[inner_loop.NAME], by_name[images.NAME])
     load_after = os.getloadavg()
     cpus = os.cpu_count() or 0
     title = (
