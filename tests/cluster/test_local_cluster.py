@@ -278,36 +278,73 @@ def test_cluster_dns_resolves_the_api_service_from_a_pod(
     assert spec.cluster_ip in log, log
 
 
-def test_images_built_with_docker_run_in_the_cluster(
-    core: client.CoreV1Api, namespace: str, tmp_path: pathlib.Path
-) -> None:
-    """`docker build`, then load_images, then a pod uses the image with no registry."""
+def build_tiny_image(context: pathlib.Path, tag: str, label: str = "") -> None:
+    """`docker build` a FROM-scratch image holding only Debian's static busybox."""
     if shutil.which("docker") is None:
         pytest.fail("the docker CLI is not installed: this test builds an image with it")
     busybox = pathlib.Path("/bin/busybox")
     if not busybox.exists():
         pytest.fail("/bin/busybox is missing: install Debian's busybox-static")
-    shutil.copy(busybox, tmp_path / "busybox")
-    (tmp_path / "Dockerfile").write_text(
-        'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\n'
+    shutil.copy(busybox, context / "busybox")
+    (context / "Dockerfile").write_text(
+        f'FROM scratch\nCOPY busybox /bin/busybox\nLABEL test="{label}"\n'
+        'ENTRYPOINT ["/bin/busybox"]\n'
     )
-    tag = f"lumina.local/cluster-test:{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "build", "-q", "-t", tag, str(tmp_path)], check=True, capture_output=True
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True)
+
+
+def cluster_images() -> set[str]:
+    socket = local.cache_dir() / "cluster" / "containerd" / "containerd.sock"
+    listed = subprocess.run(
+        ["ctr", "--address", str(socket), "-n", "k8s.io", "images", "ls", "-q"],
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    try:
-        local.LocalClusterProvider(output_to_terminal=False).load_images([tag])
-        pod = restricted_pod("loaded", ["/bin/busybox", "echo", "image-from-docker"], image=tag)
-        assert run_to_completion(core, namespace, pod).strip() == "image-from-docker"
-    finally:
-        # Image garbage collection is off in this cluster: leave no test image behind.
+    return set(listed.stdout.split())
+
+
+def forget_images(tags: list[str]) -> None:
+    """Image garbage collection is off in this cluster: leave no test image behind."""
+    socket = local.cache_dir() / "cluster" / "containerd" / "containerd.sock"
+    for tag in tags:
         subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
-        socket = local.cache_dir() / "cluster" / "containerd" / "containerd.sock"
         subprocess.run(
             ["ctr", "--address", str(socket), "-n", "k8s.io", "images", "rm", tag],
             check=False,
             capture_output=True,
         )
+
+
+def test_images_built_with_docker_run_in_the_cluster(
+    core: client.CoreV1Api, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """`docker build`, then load_images, then a pod uses the image with no registry."""
+    tag = f"lumina.local/cluster-test:{uuid.uuid4().hex[:8]}"
+    build_tiny_image(tmp_path, tag)
+    try:
+        local.LocalClusterProvider(output_to_terminal=False).load_images([tag])
+        pod = restricted_pod("loaded", ["/bin/busybox", "echo", "image-from-docker"], image=tag)
+        assert run_to_completion(core, namespace, pod).strip() == "image-from-docker"
+    finally:
+        forget_images([tag])
+
+
+def test_loading_keeps_only_the_newest_tags_of_a_repository(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing can be pulled back, so GC is off: load_images bounds each repository."""
+    monkeypatch.setenv("LUMINA_KEEP_IMAGES", "2")
+    repository = f"lumina.local/prune-test-{uuid.uuid4().hex[:6]}"
+    tags = [f"{repository}:v{i}" for i in range(1, 4)]
+    try:
+        for tag in tags:
+            build_tiny_image(tmp_path, tag, label=tag)
+            local.LocalClusterProvider(output_to_terminal=False).load_images([tag])
+        kept = {image for image in cluster_images() if image.startswith(repository)}
+        assert kept == set(tags[1:])
+    finally:
+        forget_images(tags)
 
 
 def test_down_then_up_keeps_volume_data(
