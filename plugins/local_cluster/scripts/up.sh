@@ -30,7 +30,8 @@ done
 if ((${#missing[@]})); then
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
   progress "installing ${missing[*]}"
-  { apt-get install -y --no-install-recommends "${missing[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }; } \
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; }; } \
     >>"$LOG_DIR/apt.log" 2>&1 || die "apt-get install ${missing[*]} failed; see $LOG_DIR/apt.log"
 fi
 CNI_BIN_DIR="${LUMINA_CNI_BIN_DIR:-/usr/lib/cni}"
