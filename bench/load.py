@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench import measuring, stack
-from reconciler import settings
+from reconciler import kube, settings
 
 NAME = "load"
 TITLE = "App under load (CRUD mix, 127.0.0.1)"
@@ -126,6 +126,9 @@ class _Recorder:
         except httpx.HTTPError as exc:
             self.transport_errors += 1
             self.errors.append(f"{method}: {type(exc).__name__}")
+            # A refused connection fails in microseconds: without a pause one user would
+            # pile up thousands of errors a second and starve the others.
+            await asyncio.sleep(0.2)
             return None
         self.latencies.append(time.perf_counter() - started)
         if response.status_code != expect:
@@ -208,19 +211,31 @@ async def _sessions(frontend: str, accounts: list[tuple[str, str]]) -> list[dict
     return list(await asyncio.gather(*(one(email, password) for email, password in accounts)))
 
 
+def _pods(connection: kube.Kube, namespace: str) -> dict[str, int]:
+    """Pod uid -> container restarts: a change means the level was disturbed."""
+    return {
+        str(pod["metadata"]["uid"]): sum(
+            int(status.get("restartCount", 0))
+            for status in pod.get("status", {}).get("containerStatuses") or []
+        )
+        for pod in connection.list("v1", "Pod", namespace)
+    }
+
+
 def _ms(value: float) -> str:
     return f"{value * 1000:.1f}"
 
 
 def run(ctx: measuring.Context) -> measuring.GroupResult:
     config = settings.load_settings(ctx.repo)
-    _provider, info = stack.cluster(config)
+    provider, info = stack.cluster(config)
     try:
         if httpx.get(f"{stack.FRONTEND_URL}/api/health", timeout=5).status_code != 200:
             raise measuring.NotRunError("the frontend on :30080 is not healthy")
     except httpx.HTTPError as exc:
         raise measuring.NotRunError(f"the frontend on :30080 does not answer ({exc})") from exc
     result = measuring.GroupResult(NAME, TITLE)
+    connection = stack.connect(info)
     with _port_forward(config, info) as backend:
         ctx.say(f"load: registering {max(LEVELS)} accounts")
         accounts, tokens = asyncio.run(_accounts(backend, max(LEVELS)))
@@ -233,7 +248,12 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         ):
             for level in LEVELS:
                 ctx.say(f"load: {target}, {level} users, {ctx.load_seconds:.0f} s")
+                before = _pods(connection, config.namespace), provider.status()
                 figures = asyncio.run(_level(url, users[:level], ctx.load_seconds))
+                figures["pods_restarted"] = _pods(connection, config.namespace) != before[0]
+                # The cluster's own processes restarted (someone else's `cluster down/up`
+                # on this shared machine): then the pods' restarts are not the load's doing.
+                figures["cluster_restarted"] = provider.status() != before[1]
                 result.raw[f"{target} {level}"] = figures
                 text = (
                     f"p50/p95/p99 {_ms(figures['p50'])}/{_ms(figures['p95'])}/"
@@ -246,6 +266,12 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                     met = figures["p95"] < TARGET_P95 and figures["errors"] == 0
                 elif level == 200:
                     aim, met = "0 errors", figures["errors"] == 0
+                if figures["cluster_restarted"]:
+                    text += "; DISTURBED: the cluster restarted during this level, not judged"
+                    met = None
+                elif figures["pods_restarted"]:
+                    text += "; pods restarted under this load"
+                    met = False
                 result.rows.append(measuring.Row(f"{target}, {level} users", text, aim, met))
     result.notes.append(
         "load: the port-forward path goes through kubectl's tunnel, which adds its own latency"
