@@ -22,7 +22,7 @@ started=$SECONDS
 
 # --- host packages -----------------------------------------------------------
 packages=(containerd runc containernetworking-plugins iptables conntrack openssl
-  busybox-static gcc libc6-dev python3 curl ethtool socat iproute2 kmod util-linux)
+  busybox-static gcc libc6-dev python3 curl iproute2 kmod util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
