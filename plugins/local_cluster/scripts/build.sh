@@ -25,7 +25,10 @@ build_log="$LOG_DIR/build.log"
 
 # CI may run with a PATH that lacks the toolchain's usual home.
 command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && PATH="$PATH:/usr/local/go/bin"; }
-command -v go >/dev/null || die "go is not installed: install Go 1.24 or newer (e.g. Debian trixie's golang-go) and run again"
+# Checked only when something must be built: cached binaries run without Go.
+need_go() {
+  command -v go >/dev/null || die "go is not installed and $1 is not built yet: install Go 1.24 or newer (e.g. Debian trixie's golang-go) and run again"
+}
 
 all_targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm pause)
 # `build.sh etcd coredns` builds only those; no argument builds everything.
@@ -108,7 +111,7 @@ go_build() {
   progress "  built $(basename "$out") in $((SECONDS - start))s ($(du -h "$out" | cut -f1))"
 }
 
-next() { step=$((step + 1)); progress "building $1 ($step/$total)…"; }
+next() { need_go "$1"; step=$((step + 1)); progress "building $1 ($step/$total)…"; }
 
 for target in "${targets[@]}"; do
   case "$target" in

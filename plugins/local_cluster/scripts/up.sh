@@ -25,7 +25,7 @@ packages=(containerd runc containernetworking-plugins iptables conntrack openssl
   busybox-static gcc libc6-dev python3 curl iproute2 kmod util-linux)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
