@@ -102,10 +102,25 @@ kubernetes_ldflags() {
 # so an interrupted build never leaves a half-written binary that looks done.
 go_build() {
   local out="$1" dir="$2" pkg="$3" ldflags="$4"
-  local start=$SECONDS
-  if ! (cd "$dir" && go build -p "$jobs" -ldflags="$ldflags" -o "$out.partial" "$pkg") >>"$build_log" 2>&1; then
+  local start=$SECONDS name ticker status=0
+  name="$(basename "$out")"
+  # -v names each package as it is compiled: counting them is the progress
+  # shown every minute, since one binary can take a quarter of an hour.
+  local step_log="$LOG_DIR/build-$name.log"
+  : >"$step_log"
+  (
+    while sleep 60; do
+      progress "  … $name: $(grep -cv '^go: ' "$step_log" || true) packages compiled so far"
+    done
+  ) &
+  ticker=$!
+  (cd "$dir" && go build -v -p "$jobs" -ldflags="$ldflags" -o "$out.partial" "$pkg") >"$step_log" 2>&1 || status=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  cat "$step_log" >>"$build_log" && rm -f "$step_log"
+  if ((status != 0)); then
     tail -n 30 "$build_log" >&2
-    die "building $(basename "$out") failed; full log: $build_log"
+    die "building $name failed; full log: $build_log"
   fi
   mv "$out.partial" "$out"
   progress "  built $(basename "$out") in $((SECONDS - start))s ($(du -h "$out" | cut -f1))"
