@@ -211,15 +211,29 @@ async def _sessions(frontend: str, accounts: list[tuple[str, str]]) -> list[dict
     return list(await asyncio.gather(*(one(email, password) for email, password in accounts)))
 
 
-def _pods(connection: kube.Kube, namespace: str) -> dict[str, int]:
-    """Pod uid -> container restarts: a change means the level was disturbed."""
-    return {
-        str(pod["metadata"]["uid"]): sum(
-            int(status.get("restartCount", 0))
-            for status in pod.get("status", {}).get("containerStatuses") or []
-        )
-        for pod in connection.list("v1", "Pod", namespace)
-    }
+def _pods(connection: kube.Kube, namespace: str) -> dict[str, tuple[str, int]]:
+    """Backend and frontend pods (the load's path): uid -> (service, container restarts)."""
+    found = {}
+    for service in ("backend", "frontend"):
+        for pod in connection.list(
+            "v1", "Pod", namespace, label_selector=f"app.kubernetes.io/name={service}"
+        ):
+            statuses = pod.get("status", {}).get("containerStatuses") or []
+            restarts = sum(int(status.get("restartCount", 0)) for status in statuses)
+            found[str(pod["metadata"]["uid"])] = (service, restarts)
+    return found
+
+
+def _disturbance(
+    before: dict[str, tuple[str, int]], after: dict[str, tuple[str, int]]
+) -> tuple[str, bool]:
+    """What happened to the pods during a level, and whether the load can be blamed."""
+    if set(before) != set(after):
+        return "pods were replaced (a rollout from elsewhere) during this level", False
+    restarted = sorted({after[uid][0] for uid in after if after[uid][1] > before[uid][1]})
+    if restarted:
+        return f"{', '.join(restarted)} restarted under this load", True
+    return "", False
 
 
 def _ms(value: float) -> str:
@@ -250,7 +264,8 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                 ctx.say(f"load: {target}, {level} users, {ctx.load_seconds:.0f} s")
                 before = _pods(connection, config.namespace), provider.status()
                 figures = asyncio.run(_level(url, users[:level], ctx.load_seconds))
-                figures["pods_restarted"] = _pods(connection, config.namespace) != before[0]
+                what, blamed = _disturbance(before[0], _pods(connection, config.namespace))
+                figures["pods"] = what
                 # The cluster's own processes restarted (someone else's `cluster down/up`
                 # on this shared machine): then the pods' restarts are not the load's doing.
                 figures["cluster_restarted"] = provider.status() != before[1]
@@ -266,11 +281,12 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                     met = figures["p95"] < TARGET_P95 and figures["errors"] == 0
                 elif level == 200:
                     aim, met = "0 errors", figures["errors"] == 0
-                if figures["cluster_restarted"]:
-                    text += "; DISTURBED: the cluster restarted during this level, not judged"
+                if figures["cluster_restarted"] or (what and not blamed):
+                    why = "the cluster restarted" if figures["cluster_restarted"] else what
+                    text += f"; DISTURBED ({why}): not judged"
                     met = None
-                elif figures["pods_restarted"]:
-                    text += "; pods restarted under this load"
+                elif blamed:
+                    text += f"; {what}"
                     met = False
                 result.rows.append(measuring.Row(f"{target}, {level} users", text, aim, met))
     result.notes.append(
