@@ -1,0 +1,379 @@
+"""Helpers shared by the fault and security suites: the real stack, driven from outside.
+
+Both suites run against the local cluster ``nox -s bootstrap`` brought up and the
+release ``lumina-todo`` in namespace ``lumina``. A test that changes the repository
+works in a ``git clone`` of this checkout, which deploys the same release with
+``python -m reconciler once --repo CLONE --mode commit``; the release is given back to
+this checkout's state at the end of the session. The module has a distinct name (not
+``conftest``) so both suites' conftests can import it without shadowing each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FRONTEND = "http://127.0.0.1:30080"
+NAMESPACE = "lumina"
+RELEASE = "lumina-todo"
+BACKEND_MAIN = "services/backend/app/main.py"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Lumina Faults",
+    "GIT_AUTHOR_EMAIL": "faults@lumina.invalid",
+    "GIT_COMMITTER_NAME": "Lumina Faults",
+    "GIT_COMMITTER_EMAIL": "faults@lumina.invalid",
+}
+CACHE = pathlib.Path.home() / ".cache" / "lumina"
+KUBECONFIG = CACHE / "cluster" / "admin.kubeconfig"
+CONTEXT = "lumina-local"
+
+
+def run(
+    *args: str,
+    cwd: pathlib.Path = ROOT,
+    check: bool = True,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        input=stdin,
+        env={**os.environ, **GIT_ENV, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def reconcile(
+    repo: pathlib.Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        sys.executable,
+        "-m",
+        "reconciler",
+        *args,
+        "--repo",
+        str(repo),
+        cwd=repo,
+        check=check,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def once(repo: pathlib.Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """One commit-mode cycle in ``repo``: exit code and everything it printed."""
+    result = reconcile(repo, "once", "--mode", "commit", check=False, env=env)
+    return result.returncode, result.stdout + result.stderr
+
+
+def daemon(
+    repo: pathlib.Path, env: dict[str, str] | None = None, log: pathlib.Path | None = None
+) -> subprocess.Popen[str]:
+    """``reconciler run --mode commit`` on ``repo``, output merged into one pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", "--repo", str(repo), "--mode", "commit"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **GIT_ENV, **(env or {})},
+    )
+
+
+class LogTail:
+    """Reads a daemon's output in a thread so a test can wait for a line and keep it all."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._process = process
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._process.poll() is not None and not self._thread.is_alive()):
+                    raise AssertionError(
+                        f"no log line {what} within {timeout:.0f}s "
+                        f"(daemon exit {self._process.poll()}); log:\n" + self.text()[-4000:]
+                    )
+                self._changed.wait(min(left, 1.0))
+
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def join(self, timeout: float = 30) -> None:
+        self._thread.join(timeout)
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 300) -> int:
+    process.send_signal(sig)
+    return process.wait(timeout=timeout)
+
+
+def tool(name: str, pattern: str) -> str:
+    """A cluster tool the bootstrap installed under ~/.cache/lumina, or one on PATH."""
+    found = sorted(glob.glob(str(CACHE / pattern))) or (
+        [path] if (path := shutil.which(name)) else []
+    )
+    if not found:
+        raise AssertionError(f"{name} is missing (looked in {CACHE / pattern} and PATH)")
+    return found[-1]
+
+
+def kubectl(
+    *args: str, check: bool = True, timeout: float = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        tool("kubectl", "k8s/*/bin/kubectl"),
+        "--kubeconfig",
+        str(KUBECONFIG),
+        "--context",
+        CONTEXT,
+        *args,
+        check=check,
+        timeout=timeout,
+        stdin=stdin,
+    )
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(
+        tool("helm", "bin/helm"),
+        "--kubeconfig",
+        str(KUBECONFIG),
+        "--kube-context",
+        CONTEXT,
+        *args,
+        check=check,
+    )
+
+
+def release_status() -> dict[str, Any]:
+    return dict(json.loads(helm("status", RELEASE, "-n", NAMESPACE, "-o", "json").stdout))
+
+
+def helm_revision() -> int:
+    return int(release_status()["version"])
+
+
+def helm_history() -> list[dict[str, Any]]:
+    out = helm("history", RELEASE, "-n", NAMESPACE, "-o", "json", "--max", "50").stdout
+    return list(json.loads(out))
+
+
+def assert_no_pending_release() -> None:
+    statuses = [str(entry["status"]) for entry in helm_history()]
+    assert not any(status.startswith("pending") for status in statuses), statuses
+    assert release_status()["info"]["status"] == "deployed", statuses
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError, AssertionError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def clone(where: pathlib.Path, secrets_env: str | None = None) -> pathlib.Path:
+    """A clone of this checkout's committed HEAD, with this checkout's local secrets.
+
+    ``secrets_env`` replaces the secrets file's content (the git-ignored source).
+    """
+    target = where / "repo"
+    run("git", "clone", "-q", str(ROOT), str(target))
+    config = target / "config"
+    config.mkdir(exist_ok=True)
+    source = ROOT / "config" / "secrets.env"
+    if secrets_env is not None:
+        (config / "secrets.env").write_text(secrets_env)
+    elif source.exists():
+        (config / "secrets.env").write_bytes(source.read_bytes())
+    (config / "secrets.env").chmod(0o600)
+    return target
+
+
+def commit(repo: pathlib.Path, message: str) -> str:
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", message, cwd=repo)
+    return run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def change_backend(repo: pathlib.Path, why: str) -> None:
+    """A backend-only change: a comment line in its main module (a new image digest)."""
+    path = repo / BACKEND_MAIN
+    path.write_text(path.read_text() + f"\n# faults: {why} {time.time_ns()}\n")
+    commit(repo, f"backend: {why}")
+
+
+def change_chart(repo: pathlib.Path, why: str) -> None:
+    """A chart-only change that rolls no pod: a comment in the umbrella chart's Chart.yaml."""
+    path = repo / "helm/lumina-todo/Chart.yaml"
+    path.write_text(path.read_text() + f"# faults: {why} {time.time_ns()}\n")
+    commit(repo, f"chart: {why}")
+
+
+def status_json(repo: pathlib.Path) -> dict[str, Any]:
+    return dict(json.loads(reconcile(repo, "status", "--json").stdout))
+
+
+def last_cycle(repo: pathlib.Path) -> dict[str, Any]:
+    found = status_json(repo)["last_cycle"]
+    assert isinstance(found, dict), found
+    return found
+
+
+def restore_release() -> None:
+    """Give the release back to this checkout's committed state and secrets."""
+    result = reconcile(ROOT, "once", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def local_secret(key: str) -> str:
+    """A value of this checkout's git-ignored secrets file (never printed by a test)."""
+    for line in (ROOT / "config" / "secrets.env").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == key:
+            return value.strip().strip("'\"")
+    raise AssertionError(f"{key} is not in {ROOT / 'config' / 'secrets.env'}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_token(claims: dict[str, Any], key: str, alg: str = "HS256") -> str:
+    """A JWT built by hand (header, claims, HMAC-SHA256), the way an attacker would."""
+    header = _b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    if alg == "none":
+        return f"{header}.{body}."
+    signature = hmac.new(key.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{_b64(signature)}"
+
+
+def signed_in(email: str, password: str = "correct horse battery staple") -> httpx.Client:
+    """A browser-like session against the frontend's NodePort, registered and signed in."""
+    client = httpx.Client(base_url=FRONTEND, timeout=30)
+    wait_for(lambda: client.get("/api/health").status_code == 200, 120, "the frontend on :30080")
+    registered = client.post("/api/auth/register", json={"email": email, "password": password})
+    assert registered.status_code == 201, registered.text
+    login = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return client
+
+
+def backend_sql(statement: str) -> str:
+    """Run one SQL statement in the backend pod with its own Python; the first column."""
+    code = (
+        "import sqlite3;c=sqlite3.connect('/data/lumina.db');"
+        f"print(c.execute({statement!r}).fetchone()[0])"
+    )
+    out = kubectl("exec", "-n", NAMESPACE, "deploy/backend", "--", "python", "-c", code)
+    return out.stdout.strip()
+
+
+def scan(haystacks: Sequence[tuple[str, str]], needles: Sequence[str]) -> list[str]:
+    """Where any needle occurs: the names of the haystacks, never the needle itself."""
+    return [
+        f"{where} holds secret #{index}"
+        for where, text in haystacks
+        for index, needle in enumerate(needles)
+        if needle in text
+    ]
+
+
+def files_text(root: pathlib.Path) -> Iterator[tuple[str, str]]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            yield str(path), path.read_bytes().decode("utf-8", "replace")
+
+
+#: Figures the suites add to, printed by the session's closing summary.
+FIGURES: dict[str, int] = {
+    "faults injected": 0,
+    "faults survived": 0,
+    "writes acknowledged": 0,
+    "writes present": 0,
+    "bad inputs tried": 0,
+    "bad inputs refused cleanly": 0,
+    "attacks tried": 0,
+    "attacks denied": 0,
+}
+
+
+def count(name: str, amount: int = 1) -> None:
+    FIGURES[name] = FIGURES.get(name, 0) + amount
+
+
+_printed: list[bool] = []
+
+
+def print_figures(write: Callable[[str], None]) -> None:
+    """The closing figures, once per session even when both suites' conftests ask."""
+    if _printed or not any(FIGURES.values()):
+        return
+    _printed.append(True)
+    write("lumina faults/security figures:")
+    for name, value in FIGURES.items():
+        write(f"  {name:28} {value}")
