@@ -5,7 +5,7 @@
 # PersistentVolume data survives.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 mkdir -p "$LOG_DIR" "$CLUSTER_DIR"
 # One up or down at a time: two at once would start every component twice.

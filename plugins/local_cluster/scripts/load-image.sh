@@ -10,7 +10,7 @@
 # Usage: load-image.sh IMAGE[:TAG]...
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 [[ $# -ge 1 ]] || die "usage: load-image.sh IMAGE..."
@@ -19,29 +19,25 @@ pid_alive containerd || die "the cluster's containerd is not running: run up.sh 
 keep="${LUMINA_KEEP_IMAGES:-5}"
 record="$CLUSTER_DIR/loaded-images"
 
-# normalize NAME[:TAG]: the reference containerd stores, as a pod spec's image
-# name resolves (lumina/backend:x -> docker.io/lumina/backend:x).
-normalize() {
-  local ref="$1" first="${1%%/*}"
-  [[ "$ref" == *:* && "${ref##*/}" == *:* ]] || ref="$ref:latest"
-  if [[ "$ref" != */* ]]; then ref="docker.io/library/$ref"
-  elif [[ "$first" != *.* && "$first" != *:* && "$first" != localhost ]]; then ref="docker.io/$ref"; fi
-  printf '%s' "$ref"
-}
-
+loaded=()
 for image in "$@"; do
   docker image inspect "$image" >/dev/null 2>&1 || die "image $image is not in the Docker engine: build it first"
   start=$SECONDS
-  docker save "$image" | "${CTR[@]}" -n k8s.io images import - >/dev/null \
-    || die "importing $image into containerd failed"
-  { normalize "$image"; echo; } >>"$record"
-  progress "loaded $image into the cluster in $((SECONDS - start))s"
+  output="$(docker save "$image" | "${CTR[@]}" -n k8s.io images import - 2>&1)" \
+    || die "importing $image into containerd failed: $output"
+  # containerd names the image as a pod's image field resolves; take that name
+  # from its own report ("unpacking NAME (sha256:...)...done") rather than guess.
+  ref="$(sed -n 's/^unpacking \([^ ]*\) (sha256:.*/\1/p' <<<"$output" | head -n1)"
+  [[ -n "$ref" ]] || die "containerd did not report the name it stored $image under: $output"
+  echo "$ref" >>"$record"
+  loaded+=("$ref")
+  progress "loaded $image into the cluster as $ref in $((SECONDS - start))s"
 done
 
 # Prune older tags of the repositories just loaded.
 in_use="$("${CTR[@]}" -n k8s.io containers ls 2>/dev/null | awk 'NR > 1 {print $2}' | sort -u)"
 present="$("${CTR[@]}" -n k8s.io images ls -q)"
-mapfile -t repos < <(for image in "$@"; do ref="$(normalize "$image")"; echo "${ref%:*}"; done | sort -u)
+mapfile -t repos < <(for ref in "${loaded[@]}"; do echo "${ref%:*}"; done | sort -u)
 for repo in "${repos[@]}"; do
   # Most recently loaded first, each tag once.
   mapfile -t tags < <(tac "$record" | awk -v r="$repo:" 'index($0, r) == 1 && !seen[$0]++')

@@ -3,7 +3,7 @@
 # of its log (logs.sh kubelet [LINES]).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 if [[ $# -ge 1 ]]; then

@@ -6,7 +6,7 @@
 # Usage: pki.sh NODE_NAME NODE_IP
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 node_name="$1" node_ip="$2"

@@ -3,7 +3,7 @@
 # "NAME STATE [detail]". Exits 0 when everything runs, 1 otherwise.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 ok=0

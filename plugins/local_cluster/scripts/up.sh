@@ -6,7 +6,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 config="$(cd "$here/../config" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 [[ "$(uname -s)" == Linux ]] || die "the local cluster needs Linux (found $(uname -s))"
@@ -121,7 +121,12 @@ done
 cap_eff="$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 if (( (16#$cap_eff >> 24) & 1 )); then RESTRICT_OOM_SCORE_ADJ=false; else RESTRICT_OOM_SCORE_ADJ=true; fi
 export RESTRICT_OOM_SCORE_ADJ
-render "$config/containerd.toml" "$CLUSTER_DIR/containerd.toml" >/dev/null
+if [[ "$(render "$config/containerd.toml" "$CLUSTER_DIR/containerd.toml")" == changed ]] && pid_alive containerd; then
+  # containerd reads its configuration once; running pods survive the restart.
+  progress "restarting containerd for its changed configuration"
+  kill "$(cat "$PID_DIR/containerd.pid")" 2>/dev/null || true
+  for _ in $(seq 1 100); do pid_alive containerd || break; sleep 0.2; done
+fi
 render "$config/10-lumina-bridge.conflist" "$CLUSTER_DIR/cni/net.d/10-lumina-bridge.conflist" >/dev/null
 mkdir -p "$(dirname "$CONTAINERD_SOCK")"
 start containerd containerd --config "$CLUSTER_DIR/containerd.toml"
