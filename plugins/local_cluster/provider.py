@@ -49,6 +49,10 @@ class LocalClusterProvider:
     def kubeconfig(self) -> pathlib.Path:
         return cache_dir() / "cluster" / "admin.kubeconfig"
 
+    def log_directory(self) -> pathlib.Path:
+        """Where each component writes its log (``<component>.log``)."""
+        return cache_dir() / "cluster" / "logs"
+
     def available(self) -> bool:
         if platform.system() != "Linux" or os.geteuid() != 0:
             return False
@@ -116,7 +120,7 @@ class LocalClusterProvider:
         result = subprocess.run(command, capture_output=capture, text=True, check=False)
         output = ((result.stdout or "") + (result.stderr or ""))[-2000:]
         if result.returncode != 0:
-            logs = cache_dir() / "cluster" / "logs"
+            logs = self.log_directory()
             detail = f": {output}" if output else ""
             raise errors.PermanentError(
                 f"{what} failed ({script} exited {result.returncode}){detail}",
