@@ -382,6 +382,8 @@ def test_notes_say_how_to_reach_the_app(helm: HelmRun, chart: Path, tmp_path: Pa
 def test_helm_test_pods_call_health_through_service_dns(defaults: Manifests, service: str) -> None:
     pod = defaults.get("Pod", f"{service}-test-health")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Deleting on success would make `helm test --logs` fail with "pod not found".
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
     (container,) = pod["spec"]["containers"]
     # No registry: the test reuses the service's own image.
     assert container["image"] == defaults.container(service)["image"]
