@@ -152,6 +152,15 @@ def run_to_completion(core: client.CoreV1Api, namespace: str, pod: client.V1Pod)
     return log
 
 
+def test_status_of_a_cluster_never_started_names_every_component_stopped(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUMINA_CACHE", str(tmp_path))
+    states = local.LocalClusterProvider(output_to_terminal=False).status()
+    expected = {"containerd", "etcd", *local.COMPONENTS, "provisioner", "node", "coredns"}
+    assert states == dict.fromkeys(expected, "stopped")
+
+
 def test_node_is_ready_with_kubernetes_1_34(core: client.CoreV1Api) -> None:
     nodes = core.list_node().items
     assert len(nodes) == 1
