@@ -57,7 +57,9 @@ class LocalClusterProvider:
         if platform.system() != "Linux" or os.geteuid() != 0:
             return False
         built = any((cache_dir() / "k8s").glob("v*/bin/kubelet"))
-        return built or shutil.which("go") is not None
+        # build.sh also looks in Go's usual home when PATH lacks it.
+        go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+        return built or go is not None
 
     def ensure_up(self) -> providers.ClusterInfo:
         if not self.available():
