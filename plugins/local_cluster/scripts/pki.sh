@@ -80,7 +80,7 @@ fi
 
 kubeconfig() { # FILE USER CERT SERVER
   local file="$1" user="$2" cert="$3" server="$4"
-  cat >"$file" <<YAML
+  cat >"$file.new" <<YAML
 apiVersion: v1
 kind: Config
 clusters:
@@ -98,10 +98,13 @@ contexts:
     context: {cluster: lumina-local, user: $user}
 current-context: lumina-local
 YAML
-  chmod 600 "$file"
+  # Replaced atomically and only when different: a client reading the file
+  # while `up` runs again must never see it half written.
+  chmod 600 "$file.new"
+  if cmp -s "$file.new" "$file"; then rm -f "$file.new"; else mv -f "$file.new" "$file"; fi
 }
 
-# Rewritten every time: cheap, and picks up a changed node IP.
+# Regenerated on every run: cheap, and picks up re-issued certificates.
 local_server="https://127.0.0.1:$APISERVER_PORT"
 kubeconfig "$KUBECONFIG_ADMIN" lumina-admin admin "$local_server"
 kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" "system:node:$node_name" kubelet "$local_server"

@@ -57,7 +57,9 @@ out = pathlib.Path(sys.argv[2])
 if out.exists() and out.read_text() == text:
     print("same")
 else:
-    out.write_text(text)
+    partial = out.with_name(out.name + ".new")
+    partial.write_text(text)
+    os.replace(partial, out)
     print("changed")
 PY
 }
