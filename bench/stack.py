@@ -127,11 +127,28 @@ def deployed_tags(repo: pathlib.Path) -> dict[str, str]:
     return {name: image["tag"] for name, image in document.get("services", {}).items()}
 
 
-def reconcile(repo: pathlib.Path, *args: str, timeout: float = 1800) -> tuple[float, str]:
-    """``lumina-reconcile ARGS --repo REPO``: wall seconds and the printed outcome line."""
+def reconcile(repo: pathlib.Path, *args: str, timeout: float = 1800) -> tuple[float, int, str]:
+    """``lumina-reconcile ARGS --repo REPO``: wall seconds, exit code, last output line."""
     with measuring.stopwatch() as elapsed:
-        done = measuring.run([executable(), *args, "--repo", str(repo)], timeout=timeout)
-    return elapsed(), done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        done = measuring.run(
+            [executable(), *args, "--repo", str(repo)], timeout=timeout, check=False
+        )
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return elapsed(), done.returncode, lines[-1] if lines else ""
+
+
+def reconcile_until_done(
+    ctx: measuring.Context, repo: pathlib.Path, *args: str, attempts: int = 3
+) -> tuple[float, int, str]:
+    """``reconcile`` again after a failure (another user of a shared cluster, say)."""
+    for attempt in range(attempts):
+        seconds, code, line = reconcile(repo, *args)
+        if code == 0:
+            break
+        ctx.say(f"[yellow]lumina-reconcile {' '.join(args)} exited {code}: {line}[/]")
+        if attempt + 1 < attempts:
+            time.sleep(15)
+    return seconds, code, line
 
 
 def _daemon_pid(repo: pathlib.Path) -> int | None:
