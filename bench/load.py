@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pathlib
 import secrets
 import shutil
 import socket
@@ -43,7 +45,10 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _port_forward(config: settings.Settings, info: Any) -> Iterator[str]:
-    kubectl = shutil.which("kubectl")
+    # The local cluster's own kubectl matches its API server; else any on PATH.
+    cache = pathlib.Path(os.environ.get("LUMINA_CACHE", pathlib.Path.home() / ".cache" / "lumina"))
+    built = sorted(cache.glob("k8s/v*/bin/kubectl"))
+    kubectl = str(built[-1]) if built else shutil.which("kubectl")
     if kubectl is None:
         raise measuring.NotRunError("kubectl is not installed (needed for the port-forward)")
     port = _free_port()
