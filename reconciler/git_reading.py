@@ -7,6 +7,7 @@ same blob ids a work-tree listing computes, and nothing uncommitted can leak int
 from __future__ import annotations
 
 import pathlib
+import threading
 from collections.abc import Callable
 
 import git
@@ -97,6 +98,9 @@ class CommitSource:
         self.commit = resolve(repo, rev)
         self.label = f"commit {self.commit[:12]}"
         self._paths: dict[str, trees.FileEntry] | None = None
+        # gitpython talks to one long-lived `git cat-file --batch` per repository;
+        # builds pack contexts from several threads, so reads take turns.
+        self._lock = threading.Lock()
 
     def _all(self) -> dict[str, trees.FileEntry]:
         if self._paths is None:
@@ -112,7 +116,9 @@ class CommitSource:
     ) -> dict[str, trees.FileEntry]:
         base = "" if prefix in ("", ".") else prefix.rstrip("/") + "/"
         found: dict[str, trees.FileEntry] = {}
-        for path, entry in list_commit(self.repo, self.commit, [prefix]).items():
+        with self._lock:
+            listed = list_commit(self.repo, self.commit, [prefix])
+        for path, entry in listed.items():
             relative = path[len(base) :]
             parents = relative.split("/")[:-1]
             if any(prune("/".join(parents[: depth + 1])) for depth in range(len(parents))):
@@ -123,10 +129,14 @@ class CommitSource:
 
     def read(self, path: str) -> bytes | None:
         entry = self.entry(path)
-        return None if entry is None else read_blob(self.repo, entry.oid)
+        if entry is None:
+            return None
+        with self._lock:
+            return read_blob(self.repo, entry.oid)
 
     def raw(self, path: str) -> bytes | None:
         return self.read(path)  # a symlink's blob already holds its target
 
     def entry(self, path: str) -> trees.FileEntry | None:
-        return self._all().get(path)
+        with self._lock:
+            return self._all().get(path)

@@ -7,6 +7,7 @@ import io
 import pathlib
 import subprocess
 import tarfile
+import threading
 import uuid
 
 import pytest
@@ -160,3 +161,31 @@ def test_a_file_changed_after_planning_stops_the_pack(context_repo: pathlib.Path
     write(context_repo, "svc/app.py", "print('changed meanwhile')\n")
     with pytest.raises(packing.ContextChangedError, match=r"svc/app\.py"):
         packing.pack(plugin, inputs, source)
+
+
+def test_commit_mode_packs_from_several_threads_at_once(context_repo: pathlib.Path) -> None:
+    """Builds pack contexts in parallel threads; gitpython's blob reader is shared."""
+
+    for index in range(200):
+        write(context_repo, f"svc/data/file{index}.txt", f"content {index}\n" * (index + 1))
+    commit_all(context_repo)
+    source = git_reading.CommitSource(git_reading.open_repository(context_repo), "main")
+    plugin = _plugin("threads")
+    inputs = contexts.service_inputs(plugin, source)
+    outcomes: list[object] = []
+
+    def pack_once() -> None:
+        try:
+            archive, _dockerfile = packing.pack(plugin, inputs, source)
+            archive.close()
+            outcomes.append("ok")
+        except Exception as exc:
+            outcomes.append(exc)
+
+    # Daemon threads with a deadline: unserialised reads deadlock rather than fail.
+    threads = [threading.Thread(target=pack_once, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes == ["ok"] * 4
