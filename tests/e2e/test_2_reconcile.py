@@ -34,12 +34,15 @@ def _last_cycle(repo: pathlib.Path) -> dict:
 
 @pytest.fixture(scope="module")
 def adopted(workspace: pathlib.Path, helm_env: dict[str, str]) -> int:
-    """The clone adopts the live release: same inputs, so nothing is built or upgraded."""
-    before = helm_revision(helm_env)
+    """The clone adopts the live release: it converges to the clone's HEAD, and a second
+    cycle then finds nothing to do."""
     code, output = _once(workspace)
     assert code == 0, output
-    assert helm_revision(helm_env) == before, output
-    return before
+    revision = helm_revision(helm_env)
+    code, output = _once(workspace)
+    assert code == 0 and output.startswith("nothing-to-do"), output
+    assert helm_revision(helm_env) == revision
+    return revision
 
 
 def test_backend_commit_rebuilds_only_the_backend(
