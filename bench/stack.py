@@ -24,7 +24,6 @@ from bench import measuring
 from reconciler import kube, locking, providers, settings, wiring
 
 SERVICES = ("backend", "chatbot", "frontend")
-LOAD_SCRIPT = measuring.ROOT / "plugins" / "local_cluster" / "scripts" / "load-image.sh"
 #: per service: a source file the image is built from, and its line-comment marker
 EDITS = {
     "backend": ("services/backend/app/main.py", "#"),
