@@ -17,6 +17,8 @@ import sys
 from bench import measuring, stack
 from reconciler import providers, settings, wiring
 
+#: deploys to or depends on the shared cluster (see run.py --cluster-lock)
+USES_CLUSTER = True
 NAME = "bootstrap"
 TITLE = "Bootstrap (nox -s bootstrap)"
 TARGET_CACHED = 180.0

@@ -31,6 +31,8 @@ from typing import Any
 from bench import measuring, stack
 from reconciler import discovery, reconciling, settings, wiring
 
+#: deploys to or depends on the shared cluster (see run.py --cluster-lock)
+USES_CLUSTER = True
 NAME = "inner_loop"
 TITLE = "Edit-to-ready (ours vs rebuild-everything)"
 TARGET_BACKEND = 15.0
@@ -295,8 +297,9 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                         skaffold_runs[service].append(
                             _skaffold_run(skaffold, clone, info, baseline)
                         )
-                    except RuntimeError as exc:
-                        skaffold_error = str(exc).splitlines()[-1][:300]
+                    except (RuntimeError, OSError, KeyError, ValueError) as exc:
+                        # The second baseline failing must not cost the first one's figures.
+                        skaffold_error = (str(exc).strip().splitlines() or [repr(exc)])[-1][:300]
                 # Back to a release the reconciler made, so the next edit starts equal.
                 stack.reconcile_until_done(ctx, clone, "once")
         # Commit mode deploys only what is committed: commit the work tree's edits first.

@@ -30,6 +30,8 @@ import httpx
 from bench import measuring, stack
 from reconciler import kube, settings
 
+#: deploys to or depends on the shared cluster (see run.py --cluster-lock)
+USES_CLUSTER = True
 NAME = "load"
 TITLE = "App under load (CRUD mix, 127.0.0.1)"
 LEVELS = (5, 50, 200)

@@ -9,6 +9,8 @@ overrides every group's repetition count.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import pathlib
 import platform
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from types import ModuleType
 
 import rich.console
@@ -55,10 +58,32 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp directories (path is printed)"
     )
+    parser.add_argument(
+        "--cluster-lock",
+        type=pathlib.Path,
+        help="flock this file while a group uses the cluster (a machine shared by several "
+        "people running cluster suites, e.g. /tmp/lumina-cluster.lock)",
+    )
     arguments = parser.parse_args(argv)
     if arguments.repeat is not None and arguments.repeat < 1:
         parser.error("--repeat must be at least 1")
     return arguments
+
+
+@contextlib.contextmanager
+def _cluster_lock(
+    path: pathlib.Path | None, group: ModuleType, console: rich.console.Console
+) -> Iterator[None]:
+    if path is None or not getattr(group, "USES_CLUSTER", False):
+        yield
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        console.print(f"waiting for the cluster lock {path}", highlight=False)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         console.rule(f"{group.NAME}: {group.TITLE}")
         began = time.monotonic()
         try:
-            result = group.run(ctx)
+            with _cluster_lock(arguments.cluster_lock, group, console):
+                result = group.run(ctx)
         except measuring.NotRunError as exc:
             result = measuring.GroupResult(group.NAME, group.TITLE, not_run=str(exc))
         except Exception as exc:  # one broken group must not hide the others' figures
