@@ -356,7 +356,7 @@ FIGURES: dict[str, int] = {
     "writes acknowledged": 0,
     "writes present": 0,
     "bad inputs tried": 0,
-    "bad inputs refused cleanly": 0,
+    "bad inputs handled cleanly": 0,
     "attacks tried": 0,
     "attacks denied": 0,
 }
