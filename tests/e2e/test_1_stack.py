@@ -7,7 +7,7 @@ import os
 import shutil
 
 import httpx
-from conftest import FRONTEND, helm_status, run
+from conftest import FRONTEND, helm_status, run, wait_for
 
 from reconciler import kube
 
@@ -29,26 +29,33 @@ def _kubectl(helm_env: dict[str, str]) -> list[str]:
     ]
 
 
-def test_all_pods_running_and_ready(cluster: kube.Kube) -> None:
+def _app_pods(cluster: kube.Kube) -> dict[str, list[dict]]:
     pods = cluster.list(
         "v1", "Pod", NAMESPACE, label_selector="app.kubernetes.io/instance=lumina-todo"
     )
     by_service: dict[str, list[dict]] = {}
     for pod in pods:
-        if pod["metadata"].get("deletionTimestamp") or "helm.sh/hook" in pod["metadata"].get(
-            "annotations", {}
-        ):
+        annotations = pod["metadata"].get("annotations", {})
+        if pod["metadata"].get("deletionTimestamp") or "helm.sh/hook" in annotations:
             continue
         by_service.setdefault(pod["metadata"]["labels"]["app.kubernetes.io/name"], []).append(pod)
-    assert set(by_service) >= {"frontend", "backend", "chatbot"}
-    for service, found in by_service.items():
-        for pod in found:
-            assert pod["status"]["phase"] == "Running", (service, pod["status"])
-            assert all(c["ready"] for c in pod["status"]["containerStatuses"]), (
-                service,
-                pod["status"],
-            )
-    assert len(by_service["backend"]) == 1
+    return by_service
+
+
+def _all_ready(cluster: kube.Kube) -> bool:
+    by_service = _app_pods(cluster)
+    return set(by_service) >= {"frontend", "backend", "chatbot"} and all(
+        pod["status"].get("phase") == "Running"
+        and all(c["ready"] for c in pod["status"].get("containerStatuses", []))
+        for pods in by_service.values()
+        for pod in pods
+    )
+
+
+def test_all_pods_running_and_ready(cluster: kube.Kube) -> None:
+    # A rollout may still be finishing right after bootstrap: wait, bounded.
+    wait_for(lambda: _all_ready(cluster), 180, "every pod of the release Running and Ready")
+    assert len(_app_pods(cluster)["backend"]) == 1
 
 
 def test_services_pvc_secrets_and_namespace(cluster: kube.Kube, helm_env: dict[str, str]) -> None:
