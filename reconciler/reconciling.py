@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import pathlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -105,7 +106,7 @@ class Toolbox:
     )
 
     @property
-    def state_dir(self) -> Any:
+    def state_dir(self) -> pathlib.Path:
         return self.config.repo_path(self.config.state_dir)
 
     def docker(self) -> Any:
@@ -281,12 +282,54 @@ async def _ensure_rolled_back(box: Toolbox, previous_revision: int | None) -> st
     return recovered or f"release at revision {current.revision} ({current.status})"
 
 
-def _record_failure(current: state.State, key: str, result: CycleResult) -> None:
-    current.last_failure = {
-        "target": key,
-        "outcome": result.outcome.value,
-        "message": result.message,
+def _conclude(
+    box: Toolbox, saved: state.State, result: CycleResult, *, failed_target: str | None = None
+) -> CycleResult:
+    """Record ``result``: history, the failed inputs (so they are not retried in a loop),
+    state on disk, metrics."""
+    if failed_target is not None:
+        saved.last_failure = {
+            "target": failed_target,
+            "outcome": result.outcome.value,
+            "message": result.message,
+        }
+    saved.history.append(result.to_json())
+    state.save(box.state_dir, saved)
+    box.metrics.cycles.labels(result.outcome.value).inc()
+    return result
+
+
+def _record_deployed(
+    box: Toolbox,
+    saved: state.State,
+    snapshot: snapshots.Snapshot,
+    revision: int,
+) -> None:
+    saved.services = {
+        inputs.name: state.DeployedImage(inputs.digest, inputs.tag, box_image(box, inputs.name))
+        for inputs in snapshot.services
     }
+    saved.chart_digest, saved.revision = snapshot.chart_digest, revision
+    for inputs in snapshot.services:
+        state.save_manifest(box.state_dir, inputs.digest, inputs.files)
+    state.save_manifest(box.state_dir, snapshot.chart_digest, snapshot.chart_files)
+
+
+def _run_post_deploy_hooks(
+    box: Toolbox, changed: Sequence[str], expected: Mapping[str, str]
+) -> list[str]:
+    """Run the changed services' smoke checks; returns what failed, in words."""
+    problems = []
+    for plugin in box.plugins:
+        if plugin.name not in changed or plugin.post_deploy is None:
+            continue
+        image = expected[plugin.values_key]
+        try:
+            plugin.post_deploy(services.DeployedService(plugin.name, image, box.config.namespace))
+        except Exception as exc:  # a plugin's check may raise anything
+            problems.append(f"post-deploy check of {plugin.name} failed: {exc}")
+            log.warning("%s", problems[-1])
+    return problems
 
 
 async def detect_drift(box: Toolbox) -> list[drifting.Drift]:
@@ -379,12 +422,7 @@ async def run_cycle(
             and release_ok
             and release is not None
         ):
-            saved.services = {
-                name: state.DeployedImage(inputs_by_name[name].digest, tag, box_image(box, name))
-                for name, tag in target.items()
-            }
-            saved.chart_digest, saved.revision = snapshot.chart_digest, release.revision
-            _remember_manifests(state_dir, snapshot)
+            _record_deployed(box, saved, snapshot, release.revision)
             state.save(state_dir, saved)
             result = CycleResult(
                 Outcome.NOTHING_TO_DO,
@@ -448,35 +486,16 @@ async def run_cycle(
                 diagnosis,
                 phases.seconds,
             )
-            _record_failure(saved, key, result)
-            saved.history.append(result.to_json())
-            state.save(state_dir, saved)
-            box.metrics.cycles.labels(result.outcome.value).inc()
-            return result
+            return _conclude(box, saved, result, failed_target=key)
 
-        for name in changed:
-            hook = plugins_by_name[name].post_deploy
-            if hook is not None:
-                hook(
-                    services.DeployedService(
-                        services.ServiceName(name),
-                        expected[plugins_by_name[name].values_key],
-                        config.namespace,
-                    )
-                )
-        saved.services = {
-            name: state.DeployedImage(inputs_by_name[name].digest, tag, box_image(box, name))
-            for name, tag in target.items()
-        }
-        saved.chart_digest, saved.revision, saved.last_failure = (
-            snapshot.chart_digest,
-            revision,
-            None,
-        )
-        _remember_manifests(state_dir, snapshot)
+        hook_problems = _run_post_deploy_hooks(box, changed, expected)
+        _record_deployed(box, saved, snapshot, revision)
+        saved.last_failure = None
         result = CycleResult(
             Outcome.CONVERGED,
-            f"revision {revision}: {description.removeprefix('lumina: ')}",
+            "; ".join(
+                [f"revision {revision}: {description.removeprefix('lumina: ')}", *hook_problems]
+            ),
             snapshot.label,
             tuple(b.service for b in built if not b.reused),
             tuple(b.service for b in built if b.reused),
@@ -484,11 +503,8 @@ async def run_cycle(
             None,
             phases.seconds,
         )
-        saved.history.append(result.to_json())
-        state.save(state_dir, saved)
-        box.metrics.cycles.labels(result.outcome.value).inc()
         box.metrics.last_success.set_to_current_time()
-        return result
+        return _conclude(box, saved, result)
     except errors.TemporaryError as exc:
         log.warning("temporary problem, will retry in %.0fs: %s", exc.retry_after, exc)
         box.metrics.cycles.labels(Outcome.RETRY.value).inc()
@@ -504,12 +520,9 @@ async def run_cycle(
             else Outcome.BLOCKED
         )
         result = CycleResult(outcome, str(exc), phases=phases.seconds)
-        if outcome is not Outcome.BLOCKED and key is not None:
-            _record_failure(saved, key, result)
-        saved.history.append(result.to_json())
-        state.save(state_dir, saved)
-        box.metrics.cycles.labels(outcome.value).inc()
-        return result
+        return _conclude(
+            box, saved, result, failed_target=None if outcome is Outcome.BLOCKED else key
+        )
 
 
 def box_image_name(config: settings.Settings, plugin: services.ServicePlugin) -> str:
@@ -520,9 +533,3 @@ def box_image_name(config: settings.Settings, plugin: services.ServicePlugin) ->
 def box_image(box: Toolbox, name: str) -> str:
     plugin = next(plugin for plugin in box.plugins if plugin.name == name)
     return box_image_name(box.config, plugin)
-
-
-def _remember_manifests(state_dir: Any, snapshot: snapshots.Snapshot) -> None:
-    for inputs in snapshot.services:
-        state.save_manifest(state_dir, inputs.digest, inputs.files)
-    state.save_manifest(state_dir, snapshot.chart_digest, snapshot.chart_files)
