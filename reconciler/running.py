@@ -18,6 +18,7 @@ from typing import Any
 
 from reconciler import (
     debouncing,
+    drifting,
     reconciling,
     serving,
     settings,
@@ -29,7 +30,10 @@ log = logging.getLogger("lumina.daemon")
 
 
 def status_document(
-    box: reconciling.Toolbox, last: reconciling.CycleResult | None, started_at: float
+    box: reconciling.Toolbox,
+    last: reconciling.CycleResult | None,
+    started_at: float,
+    drift: list[drifting.Drift] | None = None,
 ) -> dict[str, Any]:
     """What ``/status`` and ``status --json`` show: state and outcomes, never a secret."""
     saved = state.load(box.state_dir)
@@ -46,6 +50,7 @@ def status_document(
         },
         "last_cycle": last.to_json() if last else (saved.history[-1] if saved.history else None),
         "last_failure": saved.last_failure,
+        "drift": [item.to_json() for item in drift or []],
     }
 
 
@@ -55,6 +60,9 @@ class Daemon:
         self.last: reconciling.CycleResult | None = None
         self.started_at = time.time()
         self.cycles = 0
+        self.drift: list[drifting.Drift] = []
+        self._busy = False
+        self._correct_drift = False
 
     def _watcher(
         self, debouncer: debouncing.Debouncer
@@ -69,8 +77,36 @@ class Daemon:
             config.repo, debouncer, ignore=lambda path: path.startswith(state_dir + "/")
         )
 
+    async def _watch_drift(self, debouncer: debouncing.Debouncer) -> None:
+        """Every ``drift_interval_seconds``, compare the live objects with the release."""
+        config = self.box.config
+        while True:
+            await asyncio.sleep(config.drift_interval_seconds)
+            if self._busy:
+                continue  # never interleave helm calls with a running cycle
+            try:
+                self.drift = await reconciling.detect_drift(self.box)
+            except Exception as exc:  # an API blink must not end drift watching
+                log.warning("drift check failed: %s", exc)
+                continue
+            if not self.drift:
+                continue
+            for item in self.drift:
+                log.warning("drift: %s", item.describe())
+            if config.drift is settings.DriftMode.CORRECT:
+                self._correct_drift = True
+                debouncer.push(rescan=True)
+
     async def _cycle(self, first: bool) -> reconciling.CycleResult:
-        result = await reconciling.run_cycle(self.box, first=first)
+        force, self._correct_drift = self._correct_drift, False
+        self._busy = True
+        try:
+            result = await reconciling.run_cycle(self.box, first=first, force_upgrade=force)
+        finally:
+            self._busy = False
+        if force and result.outcome.converged:
+            log.info("drift corrected: %s", result.message)
+            self.drift = []
         self.last = result
         self.cycles += 1
         level = logging.INFO if result.outcome.converged else logging.WARNING
@@ -98,7 +134,7 @@ class Daemon:
             loop.add_signal_handler(signum, stop.set)
         server = serving.StatusServer(
             self.box.config.status_port,
-            lambda: status_document(self.box, self.last, self.started_at),
+            lambda: status_document(self.box, self.last, self.started_at, self.drift),
             self.box.metrics,
         )
         server.start()
@@ -112,6 +148,7 @@ class Daemon:
         debouncer.push(rescan=True)  # the first cycle looks at everything at once
         first = True
         stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+        drift_watch = asyncio.create_task(self._watch_drift(debouncer), name="drift-watch")
         try:
             while not stop.is_set():
                 waiting = asyncio.create_task(debouncer.next_batch(), name="next-batch")
@@ -131,6 +168,8 @@ class Daemon:
                     loop.call_later(result.retry_after, lambda: debouncer.push(rescan=True))
         finally:
             stopping.cancel()
+            drift_watch.cancel()
+            await asyncio.gather(drift_watch, return_exceptions=True)
             watcher.stop()
             server.stop()
             log.info("stopped after %d cycles", self.cycles)

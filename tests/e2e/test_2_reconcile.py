@@ -6,8 +6,11 @@ Every test commits in a clone of this repository (fixture ``workspace``) and run
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +23,13 @@ from conftest import commit, helm_revision, helm_status, json_of, pod_uids, reco
 from reconciler import kube
 
 BACKEND_MAIN = "services/backend/app/main.py"
+
+
+def _kubectl(helm_env: dict[str, str]) -> list[str]:
+    cached = sorted(glob.glob(os.path.expanduser("~/.cache/lumina/k8s/*/bin/kubectl")))
+    binary = cached[-1] if cached else shutil.which("kubectl")
+    assert binary, "kubectl is needed (built by the local cluster, or on PATH)"
+    return [binary, "--kubeconfig", helm_env["kubeconfig"], "--context", helm_env["context"]]
 
 
 def _once(repo: pathlib.Path) -> tuple[int, str]:
@@ -222,3 +232,45 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
         _last_cycle(workspace)["built"] == []
         or _last_cycle(workspace)["outcome"] == "nothing-to-do"
     )
+
+
+def test_manual_changes_are_reported_as_drift_and_corrected(
+    workspace: pathlib.Path, cluster: kube.Kube, helm_env: dict[str, str]
+) -> None:
+    kubectl = [*_kubectl(helm_env), "-n", "lumina"]
+    run(*kubectl, "scale", "deployment/frontend", "--replicas=2")
+    run(*kubectl, "set", "image", "deployment/chatbot", "chatbot=lumina/chatbot:set-by-hand")
+    report = reconcile(workspace, "drift", "--json", check=False)
+    assert report.returncode == 1, report.stdout + report.stderr
+    fields = {(item["service"], item["field"]) for item in json.loads(report.stdout)["drift"]}
+    assert ("frontend", "spec.replicas") in fields
+    assert ("chatbot", "container chatbot image") in fields
+
+    before = helm_revision(helm_env)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", "--repo", str(workspace), "--mode", "commit"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "LUMINA_DRIFT": "correct", "LUMINA_DRIFT_INTERVAL_SECONDS": "3"},
+    )
+    try:
+
+        def corrected() -> bool:
+            frontend = cluster.get("apps/v1", "Deployment", "lumina", "frontend")
+            chatbot = cluster.get("apps/v1", "Deployment", "lumina", "chatbot")
+            image = chatbot["spec"]["template"]["spec"]["containers"][0]["image"] if chatbot else ""
+            return (
+                frontend is not None
+                and frontend["spec"]["replicas"] == 1
+                and "set-by-hand" not in image
+            )
+
+        wait_for(corrected, 180, "the daemon to revert the hand-made scale and image")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, output
+    assert "drift: frontend" in output
+    assert helm_revision(helm_env) == before + 1
+    assert reconcile(workspace, "drift", check=False).returncode == 0
