@@ -97,17 +97,20 @@ def once(repo: pathlib.Path, env: dict[str, str] | None = None) -> tuple[int, st
     return result.returncode, result.stdout + result.stderr
 
 
-def daemon(
-    repo: pathlib.Path, env: dict[str, str] | None = None, log: pathlib.Path | None = None
-) -> subprocess.Popen[str]:
-    """``reconciler run --mode commit`` on ``repo``, output merged into one pipe."""
+def daemon(repo: pathlib.Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``reconciler run --mode commit`` on ``repo``, output merged into one pipe.
+
+    The status endpoint gets a free port unless ``env`` names one: 8787 may belong to
+    the daemon of this checkout.
+    """
+    env = {"LUMINA_STATUS_PORT": str(free_port()), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "reconciler", "run", "--repo", str(repo), "--mode", "commit"],
         cwd=repo,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **GIT_ENV, **(env or {})},
+        env={**os.environ, **GIT_ENV, **env},
     )
 
 
