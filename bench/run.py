@@ -121,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         result.seconds = time.monotonic() - began
         results.append(result)
+        # Saved after every group: a later group that hangs or is interrupted costs
+        # only its own figures.
+        report.write(
+            measuring.ROOT / ".lumina" / "bench",
+            results,
+            {
+                "started_at": started,
+                "partial": True,
+                "argv": sys.argv[1:] if argv is None else argv,
+            },
+        )
         if result.not_run:
             console.print(f"[yellow]{group.NAME}: not run: {result.not_run}[/]", highlight=False)
         if arguments.keep:
