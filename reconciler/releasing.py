@@ -139,7 +139,11 @@ class Releaser:
                 chart, self.release, values, namespace=self.namespace, is_upgrade=True
             )
         except pyhelm3.errors.Error as exc:
-            raise _translate(exc, "rendering the chart") from exc
+            problem = _translate(exc, "rendering the chart")
+            if isinstance(problem, ReleaseError):
+                # Nothing was applied yet: whatever failed is the chart's or its values'.
+                problem = ChartError(problem.message, hint="fix the chart or its values")
+            raise problem from exc
         return [obj for obj in rendered if obj]
 
     async def deployed_manifests(self) -> list[dict[str, Any]]:

@@ -102,8 +102,8 @@ def test_chart_only_change_upgrades_without_builds(
     workspace: pathlib.Path, helm_env: dict[str, str]
 ) -> None:
     before = helm_revision(helm_env)
-    values = workspace / "helm/lumina-todo/Chart.yaml"
-    values.write_text(values.read_text().replace("description:", "description: (e2e)", 1))
+    values = workspace / "helm/lumina-todo/values.yaml"
+    values.write_text(values.read_text() + "\n# e2e: a chart-only change\n")
     commit(workspace, "chart only")
     code, output = _once(workspace)
     assert code == 0, output
