@@ -10,7 +10,6 @@ from __future__ import annotations
 import pathlib
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -57,10 +56,10 @@ def build_dir(tmp_path: pathlib.Path) -> Iterator[tuple[pathlib.Path, str]]:
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
 
 
-def test_ensure_docker_is_quick_when_the_engine_runs(base_images: None) -> None:
-    started = time.monotonic()
+def test_ensure_docker_leaves_a_running_engine_alone(base_images: None) -> None:
+    before = pathlib.Path("/run/docker.pid").read_text().strip()
     run(str(ENSURE_DOCKER), timeout=60)
-    assert time.monotonic() - started < 10
+    assert pathlib.Path("/run/docker.pid").read_text().strip() == before
 
 
 ISOLATED_START = """\
@@ -177,12 +176,9 @@ def test_npm_install_in_a_build(base_images: None, build_dir: tuple[pathlib.Path
     assert docker_run(tag, "node", "-p", "require('is-number')(5)") == "true"
 
 
-def test_second_run_is_a_fast_no_op(base_images: None) -> None:
+def test_second_run_is_a_no_op(base_images: None) -> None:
     before = {image: image_id(image) for image in IMAGES}
-    started = time.monotonic()
     proc = subprocess.run([str(BUILD)], capture_output=True, text=True, timeout=120, check=False)
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert {image: image_id(image) for image in IMAGES} == before
-    assert elapsed < 15, f"a rerun took {elapsed:.1f}s:\n{proc.stderr}"
     assert "debootstrap" not in proc.stderr and "import" not in proc.stderr, proc.stderr
