@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref import simple_server
 
-from reconciler import metrics
+from reconciler import errors, metrics
 
 StartResponse = Callable[..., Any]
 LOOPBACK = "127.0.0.1"
@@ -30,9 +30,17 @@ class StatusServer:
     ) -> None:
         self._status = status
         self._metrics = registry
-        self._server = simple_server.make_server(
-            LOOPBACK, port, self._app, handler_class=_QuietHandler
-        )
+        try:
+            self._server = simple_server.make_server(
+                LOOPBACK, port, self._app, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            # Most often another daemon (of another checkout) holds the default port.
+            raise errors.PermanentError(
+                f"status port {port} on {LOOPBACK} cannot be opened: {exc.strerror}",
+                hint="choose a free one with LUMINA_STATUS_PORT or status_port in "
+                "config/lumina.toml",
+            ) from exc
         self.port = int(self._server.server_port)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="status-server", daemon=True
