@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import hashlib
+import json
 import logging
 import pathlib
 import time
@@ -169,10 +171,13 @@ def _release_tags(
     return found
 
 
-def _target_key(tags: Mapping[str, str], chart_digest: str) -> str:
+def _target_key(tags: Mapping[str, str], chart_digest: str, values: Mapping[str, Any]) -> str:
+    # The settings' extra chart values are inputs too: fixing values the schema rejected
+    # must be tried, not skipped as the same failure.
+    extra = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
     return (
         ",".join(f"{name}={tag}" for name, tag in sorted(tags.items()))
-        + f";chart={chart_digest[:20]}"
+        + f";chart={chart_digest[:20]};values={extra[:12]}"
     )
 
 
@@ -379,7 +384,7 @@ async def run_cycle(
             box.hash_cache.save()
         target: dict[str, str] = {inputs.name: inputs.tag for inputs in snapshot.services}
         inputs_by_name: dict[str, contexts.ServiceInputs] = {i.name: i for i in snapshot.services}
-        key = _target_key(target, snapshot.chart_digest)
+        key = _target_key(target, snapshot.chart_digest, config.values)
         live_from_state = {name: image.tag for name, image in saved.services.items()}
         if (
             not first
