@@ -280,9 +280,17 @@ def last_cycle(repo: pathlib.Path) -> dict[str, Any]:
     return found
 
 
-def restore_release() -> None:
-    """Give the release back to this checkout's committed state and secrets."""
+def restore_release(scratch: pathlib.Path) -> None:
+    """Give the release back to this checkout's state and secrets.
+
+    When this checkout's own daemon runs, it holds the repository lock and only acts on
+    file events, so the release is given back from a fresh clone of the committed HEAD.
+    """
     result = reconcile(ROOT, "once", check=False)
+    if result.returncode == 2 and "already reconciles this repository" in result.stderr:
+        code, output = once(clone(scratch))
+        assert code == 0, output
+        return
     assert result.returncode == 0, result.stdout + result.stderr
 
 

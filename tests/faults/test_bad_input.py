@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import socket
+import time
 
 import lumina_stack
 import pytest
@@ -96,7 +97,8 @@ def test_non_utf8_and_very_long_file_names_in_a_build_context(workspace: pathlib
     long_name = b"n" * 250 + b".txt"  # near the 255-byte limit of a file name
     for name in (latin1, long_name):
         with open(os.path.join(app, name), "wb") as handle:
-            handle.write(b"a file with an awkward name\n")
+            # Unique content, so the image is really built (not found from an earlier run).
+            handle.write(b"a file with an awkward name %d\n" % time.time_ns())
     lumina_stack.commit(workspace, "backend: awkward file names in the build context")
     lumina_stack.count("bad inputs tried")
 

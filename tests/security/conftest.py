@@ -18,11 +18,11 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def stack_ready() -> Iterator[None]:
+def stack_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The release exists and is deployed; at the end it runs this checkout's state again."""
     lumina_stack.assert_no_pending_release()
     yield
-    lumina_stack.restore_release()
+    lumina_stack.restore_release(tmp_path_factory.mktemp("restore"))
 
 
 @pytest.fixture
