@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import pytest
@@ -66,7 +67,8 @@ def test_backend_commit_rebuilds_only_the_backend(
     frontend, chatbot = pod_uids(cluster, "frontend"), pod_uids(cluster, "chatbot")
     backend = pod_uids(cluster, "backend")
     path = workspace / BACKEND_MAIN
-    path.write_text(path.read_text() + "\n# e2e: a backend-only change\n")
+    # A change no earlier run made, so the image is really built (not found and reused).
+    path.write_text(path.read_text() + f"\n# e2e: a backend-only change {uuid.uuid4()}\n")
     commit(workspace, "backend: a one-line change")
 
     code, output = _once(workspace)
