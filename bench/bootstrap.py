@@ -59,7 +59,8 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
             done = measuring.run([nox, "-s", "bootstrap"], cwd=ctx.repo, timeout=3600, check=False)
         if done.returncode != 0:
             lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-            failures.append(lines[-1][:300] if lines else f"exit {done.returncode}")
+            errors = [line for line in lines if line.lower().lstrip().startswith("error")]
+            failures.append((errors or lines or [f"exit {done.returncode}"])[-1].strip()[:300])
             break
         repeated.append(elapsed())
     after = _revision(config, info)
@@ -70,7 +71,8 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         result.rows.append(
             measuring.Row(
                 "repeated bootstrap, nothing to change",
-                f"failed: {failures[0]}",
+                f"run {len(repeated) + 1} failed: {failures[0]}"
+                + (f" (earlier runs: {measuring.spread(repeated)})" if repeated else ""),
                 "succeeds, changes nothing",
                 False,
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import secrets
 import shutil
 import subprocess
 import sys
@@ -60,12 +61,17 @@ def clone(ctx: measuring.Context, name: str) -> pathlib.Path:
     return path
 
 
+#: makes every edit of this run new content: an edit repeated from an earlier run would
+#: find its image already built and measure no build at all
+RUN_ID = secrets.token_hex(4)
+
+
 def edit(repo: pathlib.Path, service: str, marker: str) -> str:
     """A one-line source change: appends a comment line; returns the edited path."""
     relative, comment = EDITS[service]
     path = repo / relative
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(f"{comment} bench edit {marker}\n")
+        handle.write(f"{comment} bench edit {RUN_ID} {marker}\n")
     return relative
 
 
