@@ -83,8 +83,8 @@ def service_inputs(plugin: services.ServicePlugin, source: Source) -> ServiceInp
     if ignore_content is None:
         ignore_content = source.read(posixpath.join(context, ".dockerignore")) or b""
     in_context = _context_relative(dockerfile_path, context)
-    context_filter = ignoring.ContextFilter(
-        ignoring.parse(ignore_content.decode("utf-8", "replace")), in_context
+    context_filter = ignoring.context_filter(
+        tuple(ignoring.parse(ignore_content.decode("utf-8", "replace"))), in_context
     )
     files = source.list(context, prune=context_filter.prune, excluded=context_filter.excluded)
     base = "" if context == "." else context + "/"

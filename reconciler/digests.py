@@ -31,9 +31,13 @@ def service_digest(
 ) -> str:
     """Digest of a build: context files keyed relative to the context."""
     digest = hashlib.sha256(_FORMAT)
-    for path in sorted(context_files):
-        entry = context_files[path]
-        _feed(digest, "file", path, entry.mode, entry.oid)
+    # The same bytes _feed would write, built in one go: 50,000 small updates cost more
+    # than the hashing itself.
+    listing = "".join(
+        f"file\0{path}\0{context_files[path].mode}\0{context_files[path].oid}\0"
+        for path in sorted(context_files)
+    )
+    digest.update(listing.encode("utf-8", "surrogateescape"))
     _feed(digest, "dockerfile", dockerfile.oid)
     for name in sorted(build_args):
         _feed(digest, "arg", name, build_args[name])
