@@ -80,11 +80,16 @@ def test_backend_commit_rebuilds_only_the_backend(
     assert pod_uids(cluster, "frontend") == frontend
     assert pod_uids(cluster, "chatbot") == chatbot
     assert pod_uids(cluster, "backend").isdisjoint(backend)
-    wait_for(
-        lambda: user.get(f"/api/todos/{todo['id']}").status_code == 200,
-        60,
-        "the todo after the upgrade",
-    )
+    answers: list[int] = []
+
+    def todo_served() -> bool:
+        answers.append(user.get(f"/api/todos/{todo['id']}").status_code)
+        return answers[-1] == 200
+
+    try:
+        wait_for(todo_served, 60, "the todo after the upgrade")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last answers: {answers[-5:]}") from exc
     assert json_of(user.get(f"/api/todos/{todo['id']}"))["title"] == "survives the upgrade"
 
 
