@@ -440,7 +440,12 @@ async def run_cycle(
             return result
 
         with phases.timed("secrets"):
-            resolved = secrets.resolve(box.plugins, config.repo_path(config.secrets_file))
+            in_cluster = await asyncio.to_thread(
+                secrets.read_generated, box.kube, box.plugins, config.namespace
+            )
+            resolved = secrets.resolve(
+                box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
+            )
 
         plugins_by_name: dict[str, services.ServicePlugin] = {p.name: p for p in box.plugins}
         wanted = [(plugins_by_name[name], inputs_by_name[name]) for name in changed]

@@ -57,8 +57,15 @@ def resolve(
     plugins: Iterable[services.ServicePlugin],
     source: pathlib.Path,
     environ: Mapping[str, str] | None = None,
+    *,
+    in_cluster: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ResolvedSecrets:
-    """Every declared secret's value, generating those that may be generated."""
+    """Every declared secret's value, generating those that may be generated.
+
+    A generated value already in the cluster (``in_cluster``, by Secret and key) is kept
+    when the local source has none — a fresh clone must not rotate the JWT key and sign
+    every user out.
+    """
     env = os.environ if environ is None else environ
     local = read_source(source)
     values: dict[str, dict[str, str]] = {}
@@ -66,6 +73,8 @@ def resolve(
     for plugin in plugins:
         for spec in plugin.secrets:
             value = local.get(spec.key) or env.get(spec.key)
+            if not value and spec.source is services.SecretSource.GENERATED:
+                value = (in_cluster or {}).get(spec.secret, {}).get(spec.key)
             if not value and spec.source is services.SecretSource.GENERATED:
                 value = random_secrets.token_urlsafe(48)
                 _append(source, spec.key, value)
@@ -103,6 +112,25 @@ def manifests(resolved: ResolvedSecrets, namespace: str) -> list[kube.Object]:
         }
         for name, data in sorted(resolved.values.items())
     ]
+
+
+def read_generated(
+    cluster: kube.Kube, plugins: Iterable[services.ServicePlugin], namespace: str
+) -> dict[str, dict[str, str]]:
+    """Values of generated secrets that already exist in the cluster."""
+    found: dict[str, dict[str, str]] = {}
+    for name in sorted(
+        {
+            spec.secret
+            for plugin in plugins
+            for spec in plugin.secrets
+            if spec.source is services.SecretSource.GENERATED
+        }
+    ):
+        secret = cluster.get("v1", "Secret", namespace, name)
+        data = (secret or {}).get("data") or {}
+        found[name] = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    return found
 
 
 def apply(cluster: kube.Kube, resolved: ResolvedSecrets, namespace: str) -> list[str]:

@@ -70,3 +70,16 @@ def test_manifests_hold_base64_data_and_a_restricted_namespace(tmp_path: pathlib
     assert base64.b64decode(manifest["data"]["JWT_SECRET_KEY"]) == b"s3cret"
     labels = secrets.namespace_manifest("lumina")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_a_generated_secret_already_in_the_cluster_is_kept(tmp_path: pathlib.Path) -> None:
+    """A fresh clone (no secrets.env) must not rotate the JWT key of a running stack."""
+    source = tmp_path / "config" / "secrets.env"
+    resolved = secrets.resolve(
+        [_plugin(JWT, SMTP)],
+        source,
+        environ={},
+        in_cluster={"backend-secrets": {"JWT_SECRET_KEY": "the-live-key"}},
+    )
+    assert resolved.values["backend-secrets"]["JWT_SECRET_KEY"] == "the-live-key"
+    assert not source.exists(), "a value read from the cluster is not written anywhere"
