@@ -297,6 +297,6 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                     met = False
                 result.rows.append(measuring.Row(f"{target}, {level} users", text, aim, met))
     result.notes.append(
-        "load: the port-forward path goes through kubectl's tunnel, which adds its own latency"
+        "the port-forward path goes through kubectl's tunnel, which adds its own latency"
     )
     return result

@@ -190,7 +190,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         ),
     ]
     result.notes.append(
-        "no-op: the daemon's state was seeded from the clone's HEAD snapshot (what the daemon "
+        "the daemon's state was seeded from the clone's HEAD snapshot (what the daemon "
         "writes after deploying HEAD); `once` always re-reads the release (first=True), "
         "so the daemon's cycle is the no-op path measured"
     )
