@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import pathlib
-import shutil
 import subprocess
 
 import nox
@@ -27,9 +26,11 @@ nox.options.sessions = ["lint", "tests"]
 
 
 def _python(version: str) -> str:
-    """An interpreter for ``version``: on PATH, else one of pyenv's installed builds."""
-    if shutil.which(f"python{version}"):
-        return version
+    """An interpreter for ``version``: one of pyenv's installed builds, else from PATH.
+
+    pyenv's builds come first and by full path: its shims put a ``python3.13`` on PATH
+    that only works while 3.13 is the active pyenv version.
+    """
     pyenv_root = os.environ.get("PYENV_ROOT", str(pathlib.Path.home() / ".pyenv"))
     found = sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
     return found[-1] if found else version
@@ -48,8 +49,8 @@ def _install_project(session: nox.Session, *groups: str) -> None:
 def lint(session: nox.Session) -> None:
     """ruff on everything Python, mypy --strict on reconciler/ and plugins/."""
     _install_project(session, "lint")
-    session.run("ruff", "check", "reconciler", "plugins", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "reconciler", "plugins", "noxfile.py")
+    session.run("ruff", "check", "reconciler", "plugins", "bench", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "reconciler", "plugins", "bench", "noxfile.py")
     session.run("mypy", "--strict", "reconciler", "plugins")
 
 
@@ -64,6 +65,8 @@ def tests(session: nox.Session) -> None:
         "--ignore=tests/cluster",
         "--ignore=tests/e2e",
         "--ignore=tests/tools",
+        "--ignore=tests/faults",
+        "--ignore=tests/security",
         *session.posargs,
     )
 
@@ -144,11 +147,12 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
     session.log("step 4/5: cluster (the first build of the local cluster takes long)")
     session.run("lumina-reconcile", "cluster", "up")
     session.log("step 5/5: images, namespace, secrets, chart — one reconcile cycle")
+    was_running = _daemon_running(session)
+    if was_running:
+        # One reconciler per repository: the running daemon steps aside for this cycle.
+        session.run("lumina-reconcile", "stop")
     session.run("lumina-reconcile", "once")
-    if not start_daemon:
-        return
-    if _daemon_running(session):
-        session.log("the reconciler daemon is already running")
+    if not (start_daemon or was_running):
         return
     log_path = ROOT / ".lumina" / "daemon.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +190,7 @@ def cluster(session: nox.Session) -> None:
 
 @nox.session(python=PY, tags=["ci"])
 def e2e(session: nox.Session) -> None:
-    """End to end on the real local cluster: bootstrap, then the cluster and e2e suites."""
+    """End to end on the real local cluster: bootstrap, then cluster, e2e, faults, security."""
     _bootstrap(session, start_daemon=False)
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run(
@@ -195,6 +199,8 @@ def e2e(session: nox.Session) -> None:
         "tests/cluster",
         "tests/chart/test_install.py",
         "tests/e2e",
+        "tests/faults",
+        "tests/security",
         *session.posargs,
     )
 

@@ -140,13 +140,22 @@ def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+def _release_inputs(chart_digest: str, config: settings.Settings) -> str:
+    """Digest of everything besides images that shapes the release: chart and values."""
+    values = json.dumps(config.values, sort_keys=True, default=str)
+    return hashlib.sha256(f"{chart_digest}\0{values}".encode()).hexdigest()[:32]
+
+
 def _values(
     plugins: Sequence[services.ServicePlugin],
     tags: Mapping[str, str],
     config: settings.Settings,
+    release_inputs: str = "",
 ) -> dict[str, Any]:
-    """Chart values: the settings' extra values, then every service's image."""
-    images: dict[str, Any] = {}
+    """Chart values: the settings' extra values, every service's image, and the release's
+    own record of its inputs (under ``global``, which every subchart accepts), so a fresh
+    clone or a restarted daemon can tell from the release alone what it runs."""
+    images: dict[str, Any] = {"global": {"lumina": {"inputs": release_inputs}}}
     for plugin in plugins:
         images[plugin.values_key] = {
             "image": {
@@ -169,6 +178,13 @@ def _release_tags(
         if image.get("tag"):
             found[plugin.name] = str(image["tag"])
     return found
+
+
+def _release_recorded_inputs(release: releasing.ReleaseState | None) -> str | None:
+    if release is None:
+        return None
+    recorded = ((release.values.get("global") or {}).get("lumina") or {}).get("inputs")
+    return str(recorded) if recorded else None
 
 
 def _target_key(tags: Mapping[str, str], chart_digest: str, values: Mapping[str, Any]) -> str:
@@ -309,12 +325,14 @@ def _record_deployed(
     saved: state.State,
     snapshot: snapshots.Snapshot,
     revision: int,
+    release_inputs: str,
 ) -> None:
     saved.services = {
         inputs.name: state.DeployedImage(inputs.digest, inputs.tag, box_image(box, inputs.name))
         for inputs in snapshot.services
     }
     saved.chart_digest, saved.revision = snapshot.chart_digest, revision
+    saved.release_inputs = release_inputs
     for inputs in snapshot.services:
         state.save_manifest(box.state_dir, inputs.digest, inputs.files)
     state.save_manifest(box.state_dir, snapshot.chart_digest, snapshot.chart_files)
@@ -385,13 +403,14 @@ async def run_cycle(
         target: dict[str, str] = {inputs.name: inputs.tag for inputs in snapshot.services}
         inputs_by_name: dict[str, contexts.ServiceInputs] = {i.name: i for i in snapshot.services}
         key = _target_key(target, snapshot.chart_digest, config.values)
+        release_inputs = _release_inputs(snapshot.chart_digest, config)
         live_from_state = {name: image.tag for name, image in saved.services.items()}
         if (
             not first
             and not force_upgrade
             and saved.revision is not None
             and live_from_state == target
-            and saved.chart_digest == snapshot.chart_digest
+            and saved.release_inputs == release_inputs
         ):
             result = CycleResult(
                 Outcome.NOTHING_TO_DO,
@@ -418,7 +437,8 @@ async def run_cycle(
             release = await box.releaser.current()
         live = _release_tags(box.plugins, release)
         changed = sorted(name for name in target if live.get(name) != target[name])
-        chart_changed = saved.chart_digest != snapshot.chart_digest
+        recorded = _release_recorded_inputs(release) or saved.release_inputs
+        chart_changed = recorded != release_inputs
         release_ok = release is not None and release.status == "deployed"
         if (
             not force_upgrade
@@ -427,7 +447,7 @@ async def run_cycle(
             and release_ok
             and release is not None
         ):
-            _record_deployed(box, saved, snapshot, release.revision)
+            _record_deployed(box, saved, snapshot, release.revision, release_inputs)
             state.save(state_dir, saved)
             result = CycleResult(
                 Outcome.NOTHING_TO_DO,
@@ -457,7 +477,7 @@ async def run_cycle(
             if fresh:
                 await asyncio.to_thread(box.provider.load_images, fresh)
 
-        values = _values(box.plugins, target, config)
+        values = _values(box.plugins, target, config, release_inputs)
         with phases.timed("preflight"):
             rendered = await box.releaser.render(values)
             deployed_objects = await box.releaser.deployed_manifests()
@@ -499,7 +519,7 @@ async def run_cycle(
             return _conclude(box, saved, result, failed_target=key)
 
         hook_problems = _run_post_deploy_hooks(box, changed, expected)
-        _record_deployed(box, saved, snapshot, revision)
+        _record_deployed(box, saved, snapshot, revision, release_inputs)
         saved.last_failure = None
         result = CycleResult(
             Outcome.CONVERGED,

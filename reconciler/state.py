@@ -33,6 +33,8 @@ class DeployedImage:
 class State:
     services: dict[str, DeployedImage] = dataclasses.field(default_factory=dict)
     chart_digest: str | None = None
+    #: chart and settings values together, as recorded in the release
+    release_inputs: str | None = None
     revision: int | None = None
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: the inputs of the last failed attempt, so the same failure is not retried in a loop
@@ -42,6 +44,7 @@ class State:
         return {
             "services": {name: dataclasses.asdict(image) for name, image in self.services.items()},
             "chart_digest": self.chart_digest,
+            "release_inputs": self.release_inputs,
             "revision": self.revision,
             "history": self.history[-20:],
             "last_failure": self.last_failure,
@@ -54,6 +57,7 @@ class State:
                 name: DeployedImage(**image) for name, image in data.get("services", {}).items()
             },
             chart_digest=data.get("chart_digest"),
+            release_inputs=data.get("release_inputs"),
             revision=data.get("revision"),
             history=list(data.get("history", [])),
             last_failure=data.get("last_failure"),
