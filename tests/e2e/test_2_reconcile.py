@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,14 @@ def _kubectl(helm_env: dict[str, str]) -> list[str]:
 def _once(repo: pathlib.Path) -> tuple[int, str]:
     result = reconcile(repo, "once", "--mode", "commit", check=False)
     return result.returncode, result.stdout + result.stderr
+
+
+def _daemon_env(**extra: str) -> dict[str, str]:
+    """A daemon of its own status port: another may hold the default one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {**os.environ, "LUMINA_STATUS_PORT": str(port), **extra}
 
 
 def _last_cycle(repo: pathlib.Path) -> dict:
@@ -123,9 +132,17 @@ def test_crashing_backend_is_rolled_back_fast_and_explained(
     workspace: pathlib.Path, helm_env: dict[str, str], user: httpx.Client
 ) -> None:
     todo = json_of(user.post("/api/todos", json={"title": "still served during a bad deploy"}))
-    path = workspace / BACKEND_MAIN
+    # The image builds (its build step imports the app), the container exits at start.
+    path = workspace / "services/backend/Dockerfile"
     good = path.read_text()
-    path.write_text('raise SystemExit("e2e: the backend refuses to start")\n' + good)
+    exit_now = "import sys; sys.exit('e2e: the backend refuses to start')"
+    crash = f'["/opt/venv/bin/python", "-c", "{exit_now}"]'
+    path.write_text(
+        good.replace(
+            'CMD ["/opt/venv/bin/uvicorn"', f'CMD {crash}\n# was: CMD ["/opt/venv/bin/uvicorn"', 1
+        )
+    )
+    assert "e2e: the backend refuses to start" in path.read_text()
     commit(workspace, "backend: crash on start")
     code, output = _once(workspace)
     assert code == 1, output
@@ -176,6 +193,7 @@ def test_second_daemon_refuses_to_start(workspace: pathlib.Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=_daemon_env(),
     )
     try:
         wait_for(
@@ -206,6 +224,7 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=_daemon_env(),
     )
     assert daemon.stdout is not None
     for line in daemon.stdout:  # wait until the upgrade has started, then kill -9
@@ -258,7 +277,7 @@ def test_manual_changes_are_reported_as_drift_and_corrected(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "LUMINA_DRIFT": "correct", "LUMINA_DRIFT_INTERVAL_SECONDS": "3"},
+        env=_daemon_env(LUMINA_DRIFT="correct", LUMINA_DRIFT_INTERVAL_SECONDS="3"),
     )
     try:
 
