@@ -7,9 +7,11 @@ the release, and the daemon of the main checkout, if any, is stopped first.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -80,7 +82,7 @@ def helm_env(config: settings.Settings) -> dict[str, str]:
     }
 
 
-def helm_revision(helm_env: dict[str, str], namespace: str = "lumina") -> int:
+def _helm_status(helm_env: dict[str, str], namespace: str) -> dict[str, Any]:
     out = run(
         helm_env["helm"],
         "--kubeconfig",
@@ -94,24 +96,24 @@ def helm_revision(helm_env: dict[str, str], namespace: str = "lumina") -> int:
         "-o",
         "json",
     ).stdout
-    return int(json.loads(out)["version"])
+    status: dict[str, Any] = json.loads(out)
+    return status
+
+
+def helm_revision(helm_env: dict[str, str], namespace: str = "lumina") -> int:
+    return int(_helm_status(helm_env, namespace)["version"])
 
 
 def helm_status(helm_env: dict[str, str], namespace: str = "lumina") -> str:
-    out = run(
-        helm_env["helm"],
-        "--kubeconfig",
-        helm_env["kubeconfig"],
-        "--kube-context",
-        helm_env["context"],
-        "status",
-        "lumina-todo",
-        "-n",
-        namespace,
-        "-o",
-        "json",
-    ).stdout
-    return str(json.loads(out)["info"]["status"])
+    return str(_helm_status(helm_env, namespace)["info"]["status"])
+
+
+def kubectl(helm_env: dict[str, str]) -> list[str]:
+    """kubectl of the local cluster's build (else PATH), pointed at the test cluster."""
+    cached = sorted(glob.glob(os.path.expanduser("~/.cache/lumina/k8s/*/bin/kubectl")))
+    binary = cached[-1] if cached else shutil.which("kubectl")
+    assert binary, "kubectl is needed (built by the local cluster, or on PATH)"
+    return [binary, "--kubeconfig", helm_env["kubeconfig"], "--context", helm_env["context"]]
 
 
 def pod_uids(cluster: kube.Kube, service: str, namespace: str = "lumina") -> set[str]:

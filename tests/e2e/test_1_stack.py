@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-
 import httpx
-from conftest import FRONTEND, helm_status, run, wait_for
+from conftest import FRONTEND, helm_status, kubectl, run, wait_for
 
 from reconciler import kube
 
 NAMESPACE = "lumina"
-
-
-def _kubectl(helm_env: dict[str, str]) -> list[str]:
-    cached = sorted(glob.glob(os.path.expanduser("~/.cache/lumina/k8s/*/bin/kubectl")))
-    binary = cached[-1] if cached else shutil.which("kubectl")
-    assert binary, "kubectl is needed for exec checks (built by the local cluster, or on PATH)"
-    return [
-        binary,
-        "--kubeconfig",
-        helm_env["kubeconfig"],
-        "--context",
-        helm_env["context"],
-        "-n",
-        NAMESPACE,
-    ]
 
 
 def _app_pods(cluster: kube.Kube) -> dict[str, list[dict]]:
@@ -96,5 +77,7 @@ def test_backend_and_chatbot_health_from_inside_the_cluster(helm_env: dict[str, 
         ".map(u => fetch(u).then(r => r.status)))"
         ".then(s => console.log(s.join(' ')))"
     )
-    out = run(*_kubectl(helm_env), "exec", "deploy/frontend", "--", "node", "-e", script).stdout
+    out = run(
+        *kubectl(helm_env), "-n", NAMESPACE, "exec", "deploy/frontend", "--", "node", "-e", script
+    ).stdout
     assert out.split() == ["200", "200"]

@@ -6,11 +6,9 @@ Every test commits in a clone of this repository (fixture ``workspace``) and run
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,18 +18,21 @@ import uuid
 
 import httpx
 import pytest
-from conftest import commit, helm_revision, helm_status, json_of, pod_uids, reconcile, run, wait_for
+from conftest import (
+    commit,
+    helm_revision,
+    helm_status,
+    json_of,
+    kubectl,
+    pod_uids,
+    reconcile,
+    run,
+    wait_for,
+)
 
 from reconciler import kube
 
 BACKEND_MAIN = "services/backend/app/main.py"
-
-
-def _kubectl(helm_env: dict[str, str]) -> list[str]:
-    cached = sorted(glob.glob(os.path.expanduser("~/.cache/lumina/k8s/*/bin/kubectl")))
-    binary = cached[-1] if cached else shutil.which("kubectl")
-    assert binary, "kubectl is needed (built by the local cluster, or on PATH)"
-    return [binary, "--kubeconfig", helm_env["kubeconfig"], "--context", helm_env["context"]]
 
 
 def _once(repo: pathlib.Path) -> tuple[int, str]:
@@ -262,9 +263,9 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
 def test_manual_changes_are_reported_as_drift_and_corrected(
     workspace: pathlib.Path, cluster: kube.Kube, helm_env: dict[str, str]
 ) -> None:
-    kubectl = [*_kubectl(helm_env), "-n", "lumina"]
-    run(*kubectl, "scale", "deployment/frontend", "--replicas=2")
-    run(*kubectl, "set", "image", "deployment/chatbot", "chatbot=lumina/chatbot:set-by-hand")
+    lumina = [*kubectl(helm_env), "-n", "lumina"]
+    run(*lumina, "scale", "deployment/frontend", "--replicas=2")
+    run(*lumina, "set", "image", "deployment/chatbot", "chatbot=lumina/chatbot:set-by-hand")
     report = reconcile(workspace, "drift", "--json", check=False)
     assert report.returncode == 1, report.stdout + report.stderr
     fields = {(item["service"], item["field"]) for item in json.loads(report.stdout)["drift"]}
