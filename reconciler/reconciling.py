@@ -291,16 +291,35 @@ async def _upgrade_watching(
     return None, diagnosis, diagnosis.summary
 
 
-async def _ensure_rolled_back(box: Toolbox, previous_revision: int | None) -> str:
-    """After an abandoned upgrade: leave the release deployed at its last good revision."""
+async def _ensure_rolled_back(
+    box: Toolbox, previous_revision: int | None, deployments: Sequence[str]
+) -> str:
+    """After an abandoned upgrade: leave the release deployed at its last good revision,
+    and its pods serving again (a Recreate Deployment has none while it rolls back)."""
     recovered = await box.releaser.recover()
     current = await box.releaser.current()
     if current is None:
         return recovered or "the release was never installed"
     if current.status != "deployed" and previous_revision is not None:
         revision = await box.releaser.rollback(previous_revision)
-        return f"rolled back to revision {previous_revision} (now revision {revision})"
-    return recovered or f"release at revision {current.revision} ({current.status})"
+        said = f"rolled back to revision {previous_revision} (now revision {revision})"
+    else:
+        said = recovered or f"release at revision {current.revision} ({current.status})"
+    deadline = time.monotonic() + box.config.helm_timeout_seconds
+    waiting = list(deployments)
+    while waiting and time.monotonic() < deadline:
+        found = await asyncio.to_thread(
+            box.kube.get, "apps/v1", "Deployment", box.config.namespace, waiting[0]
+        )
+        containers = (found or {}).get("spec", {}).get("template", {}).get("spec", {})
+        image = (containers.get("containers") or [{}])[0].get("image", "")
+        if found is None or rollout.deployment_ready(found, image):
+            waiting.pop(0)
+        else:
+            await asyncio.sleep(1)
+    if waiting:
+        said += f"; {', '.join(waiting)} not ready again yet"
+    return said
 
 
 def _conclude(
@@ -505,7 +524,7 @@ async def run_cycle(
         box.metrics.deploy_seconds.observe(phases.seconds["deploy"])
         if revision is None:
             with phases.timed("rollback"):
-                undone = await _ensure_rolled_back(box, previous_revision)
+                undone = await _ensure_rolled_back(box, previous_revision, list(expected))
             result = CycleResult(
                 Outcome.ROLLED_BACK,
                 f"rollout failed: {failure}; {undone}",

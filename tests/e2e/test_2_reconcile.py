@@ -153,9 +153,14 @@ def test_crashing_backend_is_rolled_back_fast_and_explained(
     # Stopped by our watch at the first CrashLoopBackOff, not by Helm's timeout.
     assert "rollout failed fast" in output, output
     assert helm_status(helm_env) == "deployed"
-    assert (
-        json_of(user.get(f"/api/todos/{todo['id']}"))["title"] == "still served during a bad deploy"
+    # Recreate leaves the backend without a pod while it rolls back: bounded patience.
+    wait_for(
+        lambda: user.get(f"/api/todos/{todo['id']}").status_code == 200,
+        120,
+        "the todo after the rollback",
     )
+    served = json_of(user.get(f"/api/todos/{todo['id']}"))
+    assert served["title"] == "still served during a bad deploy"
 
     diagnosis = reconcile(workspace, "diagnose", "backend").stdout
     assert "CrashLoopBackOff" in diagnosis and "e2e: the backend refuses to start" in diagnosis
