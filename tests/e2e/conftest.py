@@ -170,8 +170,16 @@ def user() -> Iterator[httpx.Client]:
         wait_for(
             lambda: client.get("/api/health").status_code == 200, 120, "the frontend on :30080"
         )
-        registered = client.post("/api/auth/register", json={"email": email, "password": password})
-        assert registered.status_code == 201, registered.text
+        account = {"email": email, "password": password}
+        answers: list[httpx.Response] = []
+
+        def register() -> bool:
+            # 502/503 while a backend pod (Recreate) is still starting: try again.
+            answers.append(client.post("/api/auth/register", json=account))
+            return answers[-1].status_code not in (502, 503, 504)
+
+        wait_for(register, 180, "the backend behind the frontend")
+        assert answers[-1].status_code == 201, answers[-1].text
         signed_in = client.post("/api/auth/login", json={"email": email, "password": password})
         assert signed_in.status_code == 200, signed_in.text
         yield client
