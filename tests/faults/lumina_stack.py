@@ -242,11 +242,13 @@ def clone(where: pathlib.Path, secrets_env: str | None = None) -> pathlib.Path:
     config = target / "config"
     config.mkdir(exist_ok=True)
     source = ROOT / "config" / "secrets.env"
+    copied = config / "secrets.env"
     if secrets_env is not None:
-        (config / "secrets.env").write_text(secrets_env)
+        copied.write_text(secrets_env)
     elif source.exists():
-        (config / "secrets.env").write_bytes(source.read_bytes())
-    (config / "secrets.env").chmod(0o600)
+        copied.write_bytes(source.read_bytes())
+    if copied.exists():
+        copied.chmod(0o600)
     return target
 
 
@@ -300,13 +302,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def local_secret(key: str) -> str:
-    """A value of this checkout's git-ignored secrets file (never printed by a test)."""
-    for line in (ROOT / "config" / "secrets.env").read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() == key:
-            return value.strip().strip("'\"")
-    raise AssertionError(f"{key} is not in {ROOT / 'config' / 'secrets.env'}")
+def deployed_secret(secret: str, key: str) -> str:
+    """A value the release runs with, read from its Kubernetes Secret (never printed).
+
+    The cluster is the source of truth: a fresh checkout has no ``config/secrets.env``
+    and the reconciler keeps the generated values the cluster already holds.
+    """
+    found = kubectl(
+        "-n", NAMESPACE, "get", "secret", secret, "-o", f"jsonpath={{.data.{key}}}"
+    ).stdout.strip()
+    if not found:
+        raise AssertionError(f"Secret {secret} in {NAMESPACE} has no key {key}")
+    return base64.b64decode(found).decode()
 
 
 def _b64(data: bytes) -> str:

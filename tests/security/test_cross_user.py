@@ -3,8 +3,8 @@
 Everything goes through the frontend's NodePort (what a browser can reach): A guesses
 and enumerates ids around B's todos, lists with search terms, forges session cookies
 (``alg: none``, a wrong key, B's user id with A's valid-looking claims, an expired
-token signed with the real key), and asks the chatbot. The real key is read from this
-checkout's git-ignored ``config/secrets.env`` only to sign the expired token, so that
+token signed with the real key), and asks the chatbot. The real key is read from the
+release's Kubernetes Secret only to sign the expired token, so that
 the expiry itself is what the backend refuses.
 """
 
@@ -94,7 +94,7 @@ def test_forged_expired_or_wrongly_signed_sessions_are_refused(
 ) -> None:
     alice, bob = users
     bob_id = int(bob.get("/api/auth/me").json()["id"])
-    real_key = lumina_stack.local_secret("JWT_SECRET_KEY")
+    real_key = lumina_stack.deployed_secret("backend-secrets", "JWT_SECRET_KEY")
     now = int(dt.datetime.now(dt.UTC).timestamp())
     forged = {
         "alg none": lumina_stack.hs256_token(_claims(bob_id), "", alg="none"),

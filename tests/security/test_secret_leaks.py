@@ -28,7 +28,11 @@ def _secret_data(name: str) -> dict[str, str]:
 
 
 def test_secret_values_reach_only_the_kubernetes_secrets(workspace: pathlib.Path) -> None:
-    original = (lumina_stack.ROOT / "config" / "secrets.env").read_text()
+    # A fresh checkout has no secrets file: the release's generated JWT key lives only
+    # in the cluster, so the value to put back is read from there.
+    local_source = lumina_stack.ROOT / "config" / "secrets.env"
+    original = local_source.read_text() if local_source.exists() else ""
+    real_jwt = lumina_stack.deployed_secret("backend-secrets", "JWT_SECRET_KEY")
     jwt_value = "lumina-test-jwt-" + secrets.token_hex(24)
     openai_value = "sk-lumina-test-" + secrets.token_hex(24)
     needles = (jwt_value, openai_value)
@@ -108,10 +112,9 @@ def test_secret_values_reach_only_the_kubernetes_secrets(workspace: pathlib.Path
         # Put the real values back (the running backend signs with the real JWT key)
         # and the chart as it was: a revert commit is one more upgrade, which applies
         # the Secrets from the original source.
-        secrets_file.write_text(original)
+        secrets_file.write_text("\n".join([*kept, f"JWT_SECRET_KEY={real_jwt}"]) + "\n")
         lumina_stack.run("git", "revert", "--no-edit", f"{base}..HEAD", cwd=workspace)
         code, output = lumina_stack.once(workspace)
         assert code == 0, output
-    real_jwt = lumina_stack.local_secret("JWT_SECRET_KEY")
     assert _secret_data("backend-secrets")["JWT_SECRET_KEY"] == real_jwt
     assert openai_value not in _secret_data("chatbot-secrets").values()

@@ -32,7 +32,7 @@ def test_status_endpoint_is_loopback_only_and_secret_free(workspace: pathlib.Pat
     # finds nothing to deploy and never applies the test values below.
     code, output = lumina_stack.once(workspace)
     assert code == 0, output
-    jwt_value = lumina_stack.local_secret("JWT_SECRET_KEY")
+    jwt_value = lumina_stack.deployed_secret("backend-secrets", "JWT_SECRET_KEY")
     smtp_value = "smtp-lumina-test-" + secrets.token_hex(16)
     openai_value = "sk-lumina-test-" + secrets.token_hex(16)
     (workspace / "config" / "secrets.env").write_text(
