@@ -85,8 +85,15 @@ start() {
   # Logs are appended across restarts; keep one previous generation past 50 MB.
   local log="$LOG_DIR/$name.log"
   if [[ -f "$log" && $(stat -c %s "$log") -gt 52428800 ]]; then mv -f "$log" "$log.1"; fi
-  # 8>&-: the component must not inherit (and so hold forever) the up/down lock.
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- &
+  # The component must not inherit (and so hold forever) any lock of its caller: this
+  # script's own (fd 8) or one a caller took with flock(1) around it.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      if (( fd > 2 )); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$PID_DIR/$name.pid"
 }
 
