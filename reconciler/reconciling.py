@@ -101,6 +101,8 @@ class Toolbox:
     releaser: releasing.Releaser
     metrics: metrics.Metrics
     hash_cache: worktree_reading.HashCache
+    #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
+    listings: worktree_reading.ListingMemo | None = None
     build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
     docker_client: Any = None
     counters: dict[str, int] = dataclasses.field(
@@ -416,7 +418,7 @@ async def run_cycle(
                 Outcome.PAUSED, condition.message, phases=phases.seconds, retry_after=2.0
             )
         with phases.timed("plan"):
-            source = snapshots.source_for(config, cache=box.hash_cache)
+            source = snapshots.source_for(config, cache=box.hash_cache, memo=box.listings)
             snapshot = snapshots.take(config, box.plugins, source)
             box.hash_cache.save()
         target: dict[str, str] = {inputs.name: inputs.tag for inputs in snapshot.services}

@@ -24,6 +24,7 @@ from reconciler import (
     settings,
     state,
     watching,
+    worktree_reading,
 )
 
 log = logging.getLogger("lumina.daemon")
@@ -63,6 +64,10 @@ class Daemon:
         self.drift: list[drifting.Drift] = []
         self._busy = False
         self._correct_drift = False
+        if box.config.mode is settings.TriggerMode.WORKTREE and box.listings is None:
+            # The watcher reports every changed path, so cycles patch the last listing
+            # instead of walking the whole tree again.
+            box.listings = worktree_reading.ListingMemo()
 
     def _watcher(
         self, debouncer: debouncing.Debouncer
@@ -96,6 +101,14 @@ class Daemon:
             if config.drift is settings.DriftMode.CORRECT:
                 self._correct_drift = True
                 debouncer.push(rescan=True)
+
+    def _remember(self, batch: debouncing.Batch) -> None:
+        if self.box.listings is None:
+            return
+        if batch.rescan:
+            self.box.listings.forget()
+        else:
+            self.box.listings.touched(batch.paths)
 
     async def _cycle(self, first: bool) -> reconciling.CycleResult:
         force, self._correct_drift = self._correct_drift, False
@@ -156,6 +169,7 @@ class Daemon:
                 if stop.is_set():
                     waiting.cancel()
                     break
+                self._remember(waiting.result())
                 cycle = asyncio.create_task(self._cycle(first), name="cycle")
                 await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not cycle.done():

@@ -29,12 +29,13 @@ def source_for(
     *,
     mode: settings.TriggerMode | None = None,
     cache: worktree_reading.HashCache | None = None,
+    memo: worktree_reading.ListingMemo | None = None,
     rev: str | None = None,
 ) -> contexts.Source:
     """The source a mode reads: the work tree, or the tracked branch (or ``rev``)."""
     chosen = mode or config.mode
     if chosen is settings.TriggerMode.WORKTREE and rev is None:
-        return worktree_reading.WorktreeSource(config.repo, cache)
+        return worktree_reading.WorktreeSource(config.repo, cache, memo)
     repository = git_reading.open_repository(config.repo)
     return git_reading.CommitSource(repository, rev or config.branch)
 
