@@ -8,8 +8,12 @@ fix it), an unreachable cluster is temporary.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import os
 import pathlib
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +30,36 @@ PENDING = frozenset(
         ReleaseRevisionStatus.PENDING_ROLLBACK,
     }
 )
+
+
+log = logging.getLogger("lumina.releasing")
+
+#: Helm subcommands that leave a release ``pending-*`` while they run.
+_WRITING = frozenset({"upgrade", "install", "rollback", "uninstall"})
+
+
+def helm_writers(release: str, namespace: str) -> list[int]:
+    """PIDs of helm processes on this machine still changing ``release``.
+
+    A daemon killed with SIGKILL leaves its helm child running; until that child ends,
+    the release's ``pending-*`` status is honest work in progress, not a crash to undo.
+    """
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        words = [word.decode("utf-8", "replace") for word in argv if word]
+        if not words or os.path.basename(words[0]) != "helm":
+            continue
+        if _WRITING.isdisjoint(words) or release not in words:
+            continue
+        if namespace in words or f"--namespace={namespace}" in words:
+            found.append(int(entry.name))
+    return found
 
 
 class ChartError(errors.PermanentError):
@@ -94,6 +128,7 @@ class Releaser:
         self.release = release
         self.chart = chart
         self.timeout = f"{int(timeout_seconds)}s"
+        self.timeout_seconds = timeout_seconds
 
     async def _revision(self) -> Any:
         try:
@@ -114,11 +149,45 @@ class Releaser:
             raise _translate(exc, "reading release values") from exc
         return ReleaseState(revision.revision, str(revision.status.value), dict(values or {}))
 
+    async def _outlast_orphans(self, patience_seconds: float) -> str | None:
+        """Wait, bounded, for a helm left behind by a killed run to finish its work."""
+        writers = helm_writers(self.release, self.namespace)
+        if not writers:
+            return None
+        log.warning(
+            "helm (PID %s) of an earlier run is still changing release %s; waiting for it",
+            ", ".join(map(str, writers)),
+            self.release,
+        )
+        deadline = time.monotonic() + patience_seconds
+        while writers and time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            writers = helm_writers(self.release, self.namespace)
+        if writers:
+            raise ReleaseError(
+                f"helm (PID {', '.join(map(str, writers))}) has been changing release "
+                f"{self.release} for over {patience_seconds:.0f}s",
+                hint="wait for it or stop it; the next cycle recovers the release",
+            )
+        return "an earlier run's helm finished its work"
+
     async def recover(self) -> str | None:
-        """Clear a release left ``pending-*`` by a crash; says what was done, if anything."""
+        """Clear a release left ``pending-*`` by a crash; says what was done, if anything.
+
+        A pending revision that a surviving helm process is still working on (its parent
+        was killed) is waited for, not rolled back under it.
+        """
         revision = await self._revision()
         if revision is None or revision.status not in PENDING:
             return None
+        # Helm's --atomic may roll back after its --timeout: allow for both.
+        waited = await self._outlast_orphans(2 * self.timeout_seconds + 60)
+        if waited:
+            revision = await self._revision()
+            if revision is None:
+                return f"{waited}; the release is gone"
+            if revision.status not in PENDING:
+                return f"{waited}: revision {revision.revision} is {revision.status.value}"
         stuck = f"revision {revision.revision} was stuck in {revision.status.value}"
         try:
             if revision.status is ReleaseRevisionStatus.PENDING_INSTALL:

@@ -107,3 +107,41 @@ def test_sigkill_during_a_build_rebuilds_only_what_was_not_finished(
     assert lumina_stack.helm_revision() == before + 1
     lumina_stack.assert_no_pending_release()
     lumina_stack.count("faults survived")
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_rollout_wait_converges_without_a_second_revision(
+    workspace: pathlib.Path,
+) -> None:
+    """The daemon dies while helm waits for the new backend pod; its helm lives on.
+
+    The next run must neither roll back under that helm nor build the image again: it
+    waits for the orphan to finish, then finds the release at the repository's state.
+    """
+    before = _adopt(workspace)
+    lumina_stack.change_backend(workspace, "rolled out while the daemon is killed")
+    process = lumina_stack.daemon(workspace)
+    log = lumina_stack.LogTail(process)
+    lumina_stack.count("faults injected")
+    try:
+        log.wait_for(lambda line: "built lumina/backend" in line, 600, "'built lumina/backend'")
+        # Helm has written the new revision and now waits for the rollout.
+        lumina_stack.wait_for(
+            lambda: lumina_stack.helm_revision() > before, 120, "helm to start the upgrade"
+        )
+        waiting = lumina_stack.release_status()["info"]["status"]
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+        log.join()
+    assert waiting.startswith("pending"), waiting
+
+    code, output = lumina_stack.once(workspace)
+    assert code == 0, output
+    cycle = lumina_stack.last_cycle(workspace)
+    assert cycle["outcome"] == "converged", cycle
+    assert "backend" not in cycle["built"], cycle
+    lumina_stack.assert_no_pending_release()
+    assert lumina_stack.helm_revision() == before + 1, "one change, one revision"
+    _state_is_whole(workspace)
+    lumina_stack.count("faults survived")
