@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pathlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -31,10 +32,10 @@ class BuildError(errors.PermanentError):
 
     def __init__(self, service: str, message: str, step: str | None, log_tail: list[str]) -> None:
         where = f" at {step!r}" if step else ""
-        super().__init__(
-            f"build of {service} failed{where}: {message}",
-            hint="fix the Dockerfile or sources; the running release is untouched",
-        )
+        hint = "fix the Dockerfile or sources; the running release is untouched"
+        if "no space left on device" in message.lower():
+            hint = "free disk space for the Docker engine; the running release is untouched"
+        super().__init__(f"build of {service} failed{where}: {message}", hint=hint)
         self.service = service
         self.step = step
         self.log_tail = log_tail
@@ -69,6 +70,17 @@ def connect(environment: Mapping[str, str]) -> docker.DockerClient:
             retry_after=10,
         ) from exc
     return client
+
+
+def local_data_root(client: docker.DockerClient) -> pathlib.Path | None:
+    """Where the engine keeps images, when it runs on this machine (a unix socket)."""
+    if not str(client.api.base_url).startswith("http+docker://localhost"):
+        return None  # a remote engine's disk is not ours to measure
+    try:
+        root = client.info().get("DockerRootDir")
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(f"the Docker engine does not answer: {exc}") from exc
+    return pathlib.Path(root) if root and pathlib.Path(root).exists() else None
 
 
 def image_exists(client: docker.DockerClient, reference: str) -> bool:

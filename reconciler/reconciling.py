@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import pathlib
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from reconciler import (
     building,
     contexts,
+    disks,
     drifting,
     errors,
     kube,
@@ -197,6 +199,16 @@ def _target_key(tags: Mapping[str, str], chart_digest: str, values: Mapping[str,
         ",".join(f"{name}={tag}" for name, tag in sorted(tags.items()))
         + f";chart={chart_digest[:20]};values={extra[:12]}"
     )
+
+
+def _ensure_room(box: Toolbox, *, building_images: bool) -> None:
+    places = {"the state directory": box.state_dir}
+    if building_images:
+        places["the build-context spool (TMPDIR)"] = pathlib.Path(tempfile.gettempdir())
+        data_root = building.local_data_root(box.docker())
+        if data_root is not None:
+            places["the Docker engine's data root"] = data_root
+    disks.ensure_room(places, box.config.min_free_disk_mb * 2**20)
 
 
 async def _build_all(
@@ -490,6 +502,8 @@ async def run_cycle(
 
         plugins_by_name: dict[str, services.ServicePlugin] = {p.name: p for p in box.plugins}
         wanted = [(plugins_by_name[name], inputs_by_name[name]) for name in changed]
+        with phases.timed("disk"):
+            await asyncio.to_thread(_ensure_room, box, building_images=bool(wanted))
         with phases.timed("build"):
             built = await _build_all(box, wanted, source)
         box.metrics.builds_skipped.inc(len(target) - len([b for b in built if not b.reused]))

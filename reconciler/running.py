@@ -103,6 +103,8 @@ class Daemon:
                 debouncer.push(rescan=True)
 
     def _remember(self, batch: debouncing.Batch) -> None:
+        if batch.paths:
+            log.info("changes: %d paths from %d events", len(batch.paths), batch.count)
         if self.box.listings is None:
             return
         if batch.rescan:

@@ -76,6 +76,11 @@ class Settings(pydantic_settings.BaseSettings):
     build_concurrency: int = pydantic.Field(default=2, ge=1, le=16)
     build_timeout_seconds: float = pydantic.Field(default=900.0, gt=0)
     helm_timeout_seconds: float = pydantic.Field(default=300.0, gt=0)
+    min_free_disk_mb: int = pydantic.Field(
+        default=512,
+        ge=0,
+        description="Free MiB a cycle needs on the state, spool and Docker filesystems.",
+    )
     status_port: int = pydantic.Field(default=8787, ge=1, le=65535)
     state_dir: str = pydantic.Field(
         default=".lumina", description="Daemon state, relative to the repository."

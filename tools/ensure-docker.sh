@@ -46,6 +46,18 @@ die() { say "ERROR: $*"; exit 1; }
 
 engine_ok() { timeout 10 docker info >/dev/null 2>&1; }
 
+# detach COMMAND...: run COMMAND in its own session without any descriptor above 2
+# of ours, so an engine started under a caller's flock(1) does not hold that lock.
+detach() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec setsid "$@"
+    ) &
+}
+
 alive() { # pidfile -> true when it names a running process
     [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
 }
@@ -99,7 +111,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = ""
 EOF
         say "starting containerd for dockerd (log: $CTRD_LOG)"
-        setsid containerd --config "$CTRD_CONF" >>"$CTRD_LOG" 2>&1 </dev/null &
+        detach containerd --config "$CTRD_CONF" >>"$CTRD_LOG" 2>&1 </dev/null
         echo $! >"$CTRD_PID"
     fi
     deadline=$((SECONDS + WAIT))
@@ -117,12 +129,12 @@ else
     rm -f "$DOCKER_SOCK" "$DOCKER_PID"
     echo 1 >/proc/sys/net/ipv4/ip_forward || say "warning: could not enable ip_forward"
     say "starting dockerd (log: $LOG)"
-    setsid dockerd \
+    detach dockerd \
         --host "unix://$DOCKER_SOCK" \
         --pidfile "$DOCKER_PID" \
         --containerd "$CTRD_SOCK" \
         --exec-opt native.cgroupdriver=cgroupfs \
-        >>"$LOG" 2>&1 </dev/null &
+        >>"$LOG" 2>&1 </dev/null
 fi
 
 # Bounded by the clock, not by attempts: each probe may itself block for seconds.

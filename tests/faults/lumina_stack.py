@@ -97,15 +97,17 @@ def once(repo: pathlib.Path, env: dict[str, str] | None = None) -> tuple[int, st
     return result.returncode, result.stdout + result.stderr
 
 
-def daemon(repo: pathlib.Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``reconciler run --mode commit`` on ``repo``, output merged into one pipe.
+def daemon(
+    repo: pathlib.Path, env: dict[str, str] | None = None, mode: str = "commit"
+) -> subprocess.Popen[str]:
+    """``reconciler run --mode MODE`` on ``repo``, output merged into one pipe.
 
     The status endpoint gets a free port unless ``env`` names one: 8787 may belong to
     the daemon of this checkout.
     """
     env = {"LUMINA_STATUS_PORT": str(free_port()), **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "run", "--repo", str(repo), "--mode", "commit"],
+        [sys.executable, "-m", "reconciler", "run", "--repo", str(repo), "--mode", mode],
         cwd=repo,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
