@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from reconciler import errors, kube, providers
+from reconciler import errors, kube, providers, settings
 
 
 class ContextProvider:
@@ -23,6 +23,11 @@ class ContextProvider:
         self.kubeconfig = pathlib.Path(
             os.environ.get("KUBECONFIG", pathlib.Path.home() / ".kube" / "config")
         )
+
+    def configure(self, config: settings.Settings) -> None:
+        """The repository's settings (file, then LUMINA_* variables) name context and namespace."""
+        self.context = config.kube_context or self.context
+        self.namespace = config.namespace
 
     def available(self) -> bool:
         return self.kubeconfig.exists()

@@ -12,6 +12,8 @@ import dataclasses
 import pathlib
 from typing import Protocol, runtime_checkable
 
+from reconciler import settings
+
 
 @dataclasses.dataclass(frozen=True)
 class ClusterInfo:
@@ -50,4 +52,13 @@ class ClusterProvider(Protocol):
 
     def load_images(self, images: list[str]) -> None:
         """Make freshly built images visible to the cluster's runtime."""
+        ...
+
+
+@runtime_checkable
+class ConfigurableProvider(Protocol):
+    """A provider that reads the repository's settings (optional, like a pluggy hook)."""
+
+    def configure(self, config: settings.Settings) -> None:
+        """Take what it needs from ``config`` before any other call."""
         ...

@@ -28,6 +28,13 @@ AUTO_ORDER = ("minikube", "kind", "local")
 
 
 def choose_provider(config: settings.Settings) -> providers.ClusterProvider:
+    chosen = _find_provider(config)
+    if isinstance(chosen, providers.ConfigurableProvider):
+        chosen.configure(config)
+    return chosen
+
+
+def _find_provider(config: settings.Settings) -> providers.ClusterProvider:
     found, problems = discovery.discover_providers()
     if config.cluster != "auto":
         if config.cluster in found:
