@@ -165,6 +165,29 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: flo
     return process.wait(timeout=timeout)
 
 
+def _runs(pid: int, program: bytes) -> bool:
+    # An exited process may linger as a zombie until init reaps it: its cmdline is
+    # empty then, which is what down.sh's pid_alive checks too.
+    try:
+        return program in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop_process(pidfile: pathlib.Path, program: str, grace: float) -> None:
+    """Stop the ``program`` whose PID ``pidfile`` holds, as down.sh does: TERM, then KILL."""
+    pid = int(pidfile.read_text().strip())
+    assert _runs(pid, program.encode()), f"PID {pid} in {pidfile} is not {program}"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _runs(pid, program.encode()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _runs(pid, program.encode()):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
+    assert not _runs(pid, program.encode()), f"{program} (PID {pid}) did not stop"
+
+
 def tool(name: str, pattern: str) -> str:
     """A cluster tool the bootstrap installed under ~/.cache/lumina, or one on PATH."""
     found = sorted(glob.glob(str(CACHE / pattern))) or (

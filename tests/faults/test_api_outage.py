@@ -9,7 +9,6 @@ runs in a ``finally`` so the cluster is whole again whatever happens.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
 import time
@@ -19,29 +18,6 @@ import pytest
 
 PIDS = lumina_stack.CACHE / "cluster" / "pids"
 UP = lumina_stack.ROOT / "plugins/local_cluster/scripts/up.sh"
-
-
-def _is_apiserver(pid: int) -> bool:
-    try:
-        return b"kube-apiserver" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _stop_apiserver() -> None:
-    pid = int((PIDS / "kube-apiserver.pid").read_text().strip())
-    assert _is_apiserver(pid), f"PID {pid} is not kube-apiserver"
-    # As down.sh does: TERM, then KILL after 20 s (a graceful shutdown drains watches).
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    # An exited component may linger as a zombie until init reaps it: its cmdline is
-    # empty then, which is what down.sh's pid_alive checks too.
-    while _is_apiserver(pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if _is_apiserver(pid):
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(1)
-    assert not _is_apiserver(pid), f"kube-apiserver (PID {pid}) did not stop"
 
 
 @pytest.mark.slow
@@ -58,7 +34,8 @@ def test_daemon_retries_through_an_api_outage_and_converges(workspace: pathlib.P
     try:
         try:
             log.wait_for(lambda line: "cycle 1:" in line, 120, "'cycle 1'")
-            _stop_apiserver()
+            # A graceful shutdown drains watches: 20 s before KILL, as down.sh allows.
+            lumina_stack.stop_process(PIDS / "kube-apiserver.pid", "kube-apiserver", 20)
             stopped_at = time.monotonic()
             lumina_stack.change_chart(workspace, "deployed across an API outage")
             log.wait_for(

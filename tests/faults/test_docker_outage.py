@@ -9,7 +9,6 @@ say it will retry, stay alive, leave the release alone, and deploy the change on
 
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
 import time
@@ -22,23 +21,6 @@ DOCKER_PID = pathlib.Path("/run/docker.pid")
 ENSURE_DOCKER = lumina_stack.ROOT / "tools/ensure-docker.sh"
 
 
-def _is_dockerd(pid: int) -> bool:
-    try:
-        return b"dockerd" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _stop_dockerd() -> None:
-    pid = int(DOCKER_PID.read_text().strip())
-    assert _is_dockerd(pid), f"PID {pid} in {DOCKER_PID} is not dockerd"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while _is_dockerd(pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _is_dockerd(pid), f"dockerd (PID {pid}) did not stop within 60 s"
-
-
 @pytest.mark.slow
 def test_daemon_retries_while_the_docker_engine_is_down_and_converges(
     workspace: pathlib.Path,
@@ -48,7 +30,7 @@ def test_daemon_retries_while_the_docker_engine_is_down_and_converges(
     before = lumina_stack.helm_revision()
     lumina_stack.change_backend(workspace, "built after the engine is back")
     lumina_stack.count("faults injected")
-    _stop_dockerd()
+    lumina_stack.stop_process(DOCKER_PID, "dockerd", 60)
     process = lumina_stack.daemon(workspace)
     log = lumina_stack.LogTail(process)
     try:
