@@ -481,16 +481,20 @@ async def run_cycle(
             and release is not None
         ):
             _record_deployed(box, saved, snapshot, release.revision, release_inputs)
-            state.save(state_dir, saved)
-            result = CycleResult(
-                Outcome.NOTHING_TO_DO,
-                f"release revision {release.revision} already runs this state",
-                snapshot.label,
-                revision=release.revision,
-                phases=phases.seconds,
+            saved.last_failure = None
+            # Recorded in the history: after a crash or a new clone, `status` must show
+            # that the live release was found already converged.
+            return _conclude(
+                box,
+                saved,
+                CycleResult(
+                    Outcome.NOTHING_TO_DO,
+                    f"release revision {release.revision} already runs this state",
+                    snapshot.label,
+                    revision=release.revision,
+                    phases=phases.seconds,
+                ),
             )
-            box.metrics.cycles.labels(result.outcome.value).inc()
-            return result
 
         with phases.timed("secrets"):
             in_cluster = await asyncio.to_thread(

@@ -146,6 +146,8 @@ def workspace(
     reconcile(ROOT, "stop", check=False)
     clone = tmp_path_factory.mktemp("e2e") / "repo"
     run("git", "clone", "-q", str(ROOT), str(clone))
+    # The settings track `main`; a checkout of another branch (a worktree) still tests.
+    run("git", "checkout", "-q", "-B", "main", cwd=clone)
     secrets_file = ROOT / "config" / "secrets.env"
     if secrets_file.exists():
         (clone / "config").mkdir(exist_ok=True)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -240,12 +241,28 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
         env=_daemon_env(),
     )
     assert daemon.stdout is not None
-    for line in daemon.stdout:  # wait until the upgrade has started, then kill -9
-        if "built lumina/backend" in line or "reused lumina/backend" in line:
-            time.sleep(2)
-            break
-    daemon.kill()
-    daemon.wait()
+    built = threading.Event()
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in daemon.stdout or ():
+            seen.append(line)
+            if "built lumina/backend" in line or "reused lumina/backend" in line:
+                built.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        # Bounded: a daemon that never builds must fail the test, not hang it.
+        deadline = time.monotonic() + 600
+        while not built.wait(1) and daemon.poll() is None and time.monotonic() < deadline:
+            pass
+        assert built.is_set(), "the daemon never built the backend:\n" + "".join(seen)[-3000:]
+        time.sleep(2)  # the upgrade has started: kill -9 now
+    finally:
+        daemon.kill()
+        daemon.wait()
+        reader.join(timeout=30)
     code, output = _once(workspace)
     assert code == 0, output
     assert helm_status(helm_env) == "deployed"

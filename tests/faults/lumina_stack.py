@@ -264,6 +264,8 @@ def clone(where: pathlib.Path, secrets_env: str | None = None) -> pathlib.Path:
     """
     target = where / "repo"
     run("git", "clone", "-q", str(ROOT), str(target))
+    # The settings track `main`; a checkout of another branch (a worktree) still tests.
+    run("git", "checkout", "-q", "-B", "main", cwd=target)
     config = target / "config"
     config.mkdir(exist_ok=True)
     source = ROOT / "config" / "secrets.env"
