@@ -1,11 +1,14 @@
 """Building images with the Docker engine the cluster uses.
 
 Who calls it: :mod:`reconciler.reconciling`, once per service to rebuild, up to
-``build_concurrency`` at a time. Only this module imports the docker SDK. The engine is
-the one the cluster provider names (``docker_env``); the context is the tar from
-:mod:`reconciler.packing`, so the image holds exactly what the digest covers. An image
-already present under its digest tag is never built again. Build output is streamed
-line by line to a callback (the log, a progress display).
+``build_concurrency`` at a time. Only this module and :mod:`reconciler.registries` (its
+pushes) import the docker SDK. The engine is the one the cluster provider names
+(``docker_env``); the context is the tar from :mod:`reconciler.packing`, so the image
+holds exactly what the digest covers. An image already present under its digest tag is
+never built again — also when it is only there under another repository name (the
+plugin's local name, before a registry was set): the same digest is the same image, so
+it is tagged, not rebuilt. Build output is streamed line by line to a callback (the log,
+a progress display).
 """
 
 from __future__ import annotations
@@ -93,14 +96,25 @@ def image_exists(client: docker.DockerClient, reference: str) -> bool:
     return True
 
 
+def _tag_existing(client: docker.DockerClient, existing: str, image: str, tag: str) -> bool:
+    """Give ``existing`` the name ``image:tag`` too; False when ``existing`` is absent."""
+    try:
+        return bool(client.images.get(existing).tag(image, tag))
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(f"the Docker engine does not answer: {exc}") from exc
+
+
 def _build_blocking(
     client: docker.DockerClient,
     plugin: services.ServicePlugin,
     inputs: contexts.ServiceInputs,
     source: contexts.Source,
     log: LogLine,
+    *,
+    reference: str,
 ) -> None:
-    reference = f"{plugin.image}:{inputs.tag}"
     context, dockerfile = packing.pack(plugin, inputs, source)
     step: str | None = None
     tail: list[str] = []
@@ -146,12 +160,19 @@ async def build(
     *,
     log: LogLine,
     timeout: float,
+    image: str | None = None,
 ) -> BuiltImage:
-    """Build ``plugin``'s image tagged with its digest, unless it already exists."""
-    reference = f"{plugin.image}:{inputs.tag}"
+    """Build ``plugin``'s image as ``image`` (default: the plugin's own name) tagged with
+    its digest, unless it already exists under either name."""
+    image = image or plugin.image
+    reference = f"{image}:{inputs.tag}"
     started = time.monotonic()
     if await asyncio.to_thread(image_exists, client, reference):
-        return BuiltImage(plugin.name, plugin.image, inputs.tag, True, 0.0)
+        return BuiltImage(plugin.name, image, inputs.tag, True, 0.0)
+    if image != plugin.image and await asyncio.to_thread(
+        _tag_existing, client, f"{plugin.image}:{inputs.tag}", image, inputs.tag
+    ):
+        return BuiltImage(plugin.name, image, inputs.tag, True, 0.0)
     loop = asyncio.get_running_loop()
 
     def threadsafe_log(service: str, line: str) -> None:
@@ -159,9 +180,11 @@ async def build(
 
     try:
         await asyncio.wait_for(
-            asyncio.to_thread(_build_blocking, client, plugin, inputs, source, threadsafe_log),
+            asyncio.to_thread(
+                _build_blocking, client, plugin, inputs, source, threadsafe_log, reference=reference
+            ),
             timeout,
         )
     except TimeoutError as exc:
         raise BuildError(plugin.name, f"timed out after {timeout:.0f}s", None, []) from exc
-    return BuiltImage(plugin.name, plugin.image, inputs.tag, False, time.monotonic() - started)
+    return BuiltImage(plugin.name, image, inputs.tag, False, time.monotonic() - started)

@@ -5,8 +5,11 @@ Who calls it: the daemon (:mod:`reconciler.running`) for every batch of changes,
 decide (what differs), then act — build only the images whose digest is not live, one
 ``helm upgrade`` with every service's tag, watch the rollout and roll back at the first
 certain failure. Every outcome is a value (:class:`CycleResult`); nothing a user must
-fix escapes as an exception, and nothing makes the cluster worse: a failed build or a
-rejected chart never reaches Helm, a failed rollout is rolled back.
+fix escapes as an exception, and nothing makes the cluster worse: a failed build, a
+failed push or a rejected chart never reaches Helm, a failed rollout is rolled back.
+With a registry in the settings, images reach the cluster by push and pull instead of
+being loaded into its nodes, and the registry is asked first which digests it already
+holds (those are neither built nor pushed).
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from reconciler import (
     errors,
     kube,
     metrics,
+    planning,
     preflight,
     providers,
+    registries,
     releasing,
     rollout,
     secrets,
@@ -52,6 +57,7 @@ class Outcome(enum.StrEnum):
     CONVERGED = "converged"
     NOTHING_TO_DO = "nothing-to-do"
     BUILD_FAILED = "build-failed"
+    PUSH_FAILED = "push-failed"
     CHART_REJECTED = "chart-rejected"
     ROLLED_BACK = "rolled-back"
     BLOCKED = "blocked"
@@ -76,6 +82,10 @@ class CycleResult:
     phases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     retry_after: float | None = None
     finished_at: float = dataclasses.field(default_factory=time.time)
+    #: services whose image was pushed to the registry in this cycle
+    pushed: tuple[str, ...] = ()
+    #: services the registry already had: neither built nor pushed
+    in_registry: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +94,8 @@ class CycleResult:
             "source": self.source,
             "built": list(self.built),
             "reused": list(self.reused),
+            "pushed": list(self.pushed),
+            "in_registry": list(self.in_registry),
             "revision": self.revision,
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
             "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
@@ -108,7 +120,12 @@ class Toolbox:
     build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
     docker_client: Any = None
     counters: dict[str, int] = dataclasses.field(
-        default_factory=lambda: {"docker_builds": 0, "helm_upgrades": 0, "helm_reads": 0}
+        default_factory=lambda: {
+            "docker_builds": 0,
+            "docker_pushes": 0,
+            "helm_upgrades": 0,
+            "helm_reads": 0,
+        }
     )
 
     @property
@@ -171,16 +188,18 @@ def _values(
     return _merged(config.values, images)
 
 
-def _release_tags(
+def _release_images(
     plugins: Sequence[services.ServicePlugin], release: releasing.ReleaseState | None
 ) -> dict[str, str]:
+    """Per service, the ``repository:tag`` the release runs: the repository counts too,
+    since setting (or dropping) a registry moves every image without changing a tag."""
     if release is None:
         return {}
     found: dict[str, str] = {}
     for plugin in plugins:
         image = (release.values.get(plugin.values_key) or {}).get("image") or {}
         if image.get("tag"):
-            found[plugin.name] = str(image["tag"])
+            found[plugin.name] = f"{image.get('repository', '')}:{image['tag']}"
     return found
 
 
@@ -191,13 +210,19 @@ def _release_recorded_inputs(release: releasing.ReleaseState | None) -> str | No
     return str(recorded) if recorded else None
 
 
-def _target_key(tags: Mapping[str, str], chart_digest: str, values: Mapping[str, Any]) -> str:
+def _target_key(
+    tags: Mapping[str, str],
+    chart_digest: str,
+    values: Mapping[str, Any],
+    registry: str | None = None,
+) -> str:
     # The settings' extra chart values are inputs too: fixing values the schema rejected
-    # must be tried, not skipped as the same failure.
+    # must be tried, not skipped as the same failure. So is the registry images come from.
     extra = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
     return (
         ",".join(f"{name}={tag}" for name, tag in sorted(tags.items()))
         + f";chart={chart_digest[:20]};values={extra[:12]}"
+        + (f";registry={registry}" if registry else "")
     )
 
 
@@ -211,11 +236,34 @@ def _ensure_room(box: Toolbox, *, building_images: bool) -> None:
     disks.ensure_room(places, box.config.min_free_disk_mb * 2**20)
 
 
+async def _ask_registry(
+    box: Toolbox, references: Mapping[str, str], account: registries.Credentials | None
+) -> dict[str, bool]:
+    """The registry's answer, per service, to "do you hold this reference?"."""
+    if not box.config.registry or not references:
+        return {}
+    docker = await asyncio.to_thread(box.docker)
+    answers = await asyncio.gather(
+        *(
+            asyncio.to_thread(registries.has, docker, reference, account)
+            for reference in references.values()
+        )
+    )
+    for reference, present in zip(references.values(), answers, strict=True):
+        log.info("registry %s %s", "has" if present else "lacks", reference)
+    return dict(zip(references, answers, strict=True))
+
+
 async def _build_all(
     box: Toolbox,
     wanted: Sequence[tuple[services.ServicePlugin, contexts.ServiceInputs]],
     source: contexts.Source,
+    *,
+    account: registries.Credentials | None = None,
+    pushed: list[str],
 ) -> list[building.BuiltImage]:
+    """Build each wanted image (reusing local ones) and, with a registry, push it as soon
+    as it is built; ``pushed`` collects the services pushed."""
     docker = await asyncio.to_thread(box.docker)
     limit = asyncio.Semaphore(box.config.build_concurrency)
 
@@ -223,7 +271,8 @@ async def _build_all(
         plugin: services.ServicePlugin, inputs: contexts.ServiceInputs
     ) -> building.BuiltImage:
         async with limit:
-            log.info("building %s:%s", plugin.image, inputs.tag)
+            image = box_image_name(box.config, plugin)
+            log.info("building %s:%s", image, inputs.tag)
             built = await building.build(
                 docker,
                 plugin,
@@ -231,19 +280,28 @@ async def _build_all(
                 source,
                 log=box.build_log,
                 timeout=box.config.build_timeout_seconds,
+                image=image,
             )
             if not built.reused:
                 box.counters["docker_builds"] += 1
                 box.metrics.build_seconds.labels(plugin.name).observe(built.seconds)
                 box.metrics.services_rebuilt.labels(plugin.name).inc()
             log.info(
-                "%s %s:%s%s",
+                "%s %s%s",
                 "reused" if built.reused else "built",
-                plugin.image,
-                inputs.tag,
+                built.reference,
                 "" if built.reused else f" in {built.seconds:.1f}s",
             )
-            return built
+        if box.config.registry:
+            # Outside the build slot: a push waits on the network, not the CPU.
+            log.info("pushing %s", built.reference)
+            digest = await asyncio.to_thread(
+                registries.push, docker, plugin.name, built.reference, account, box.build_log
+            )
+            box.counters["docker_pushes"] += 1
+            pushed.append(plugin.name)
+            log.info("pushed %s (%s)", built.reference, digest)
+        return built
 
     tasks = [
         asyncio.create_task(one(plugin, inputs), name=f"build-{plugin.name}")
@@ -435,14 +493,21 @@ async def run_cycle(
             box.hash_cache.save()
         target: dict[str, str] = {inputs.name: inputs.tag for inputs in snapshot.services}
         inputs_by_name: dict[str, contexts.ServiceInputs] = {i.name: i for i in snapshot.services}
-        key = _target_key(target, snapshot.chart_digest, config.values)
+        key = _target_key(target, snapshot.chart_digest, config.values, config.registry)
         release_inputs = _release_inputs(snapshot.chart_digest, config)
-        live_from_state = {name: image.tag for name, image in saved.services.items()}
+        plugins_by_name: dict[str, services.ServicePlugin] = {p.name: p for p in box.plugins}
+        target_images = {
+            name: f"{box_image_name(config, plugins_by_name[name])}:{tag}"
+            for name, tag in target.items()
+        }
+        live_from_state = {
+            name: f"{image.image}:{image.tag}" for name, image in saved.services.items()
+        }
         if (
             not first
             and not force_upgrade
             and saved.revision is not None
-            and live_from_state == target
+            and live_from_state == target_images
             and saved.release_inputs == release_inputs
         ):
             result = CycleResult(
@@ -468,8 +533,8 @@ async def run_cycle(
             if recovered:
                 log.warning("recovered release %s: %s", config.release, recovered)
             release = await box.releaser.current()
-        live = _release_tags(box.plugins, release)
-        changed = sorted(name for name in target if live.get(name) != target[name])
+        live = _release_images(box.plugins, release)
+        changed = sorted(name for name in target if live.get(name) != target_images[name])
         recorded = _release_recorded_inputs(release) or saved.release_inputs
         chart_changed = recorded != release_inputs
         release_ok = release is not None and release.status == "deployed"
@@ -504,17 +569,29 @@ async def run_cycle(
                 box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
             )
 
-        plugins_by_name: dict[str, services.ServicePlugin] = {p.name: p for p in box.plugins}
-        wanted = [(plugins_by_name[name], inputs_by_name[name]) for name in changed]
+        account = (
+            registries.credentials(config.repo_path(config.secrets_file))
+            if config.registry
+            else None
+        )
+        with phases.timed("registry"):
+            present = await _ask_registry(
+                box, {name: target_images[name] for name in changed}, account
+            )
+        delivery = planning.deliveries(changed, present)
+        wanted = [(plugins_by_name[name], inputs_by_name[name]) for name in delivery.build]
+        pushed: list[str] = []
         with phases.timed("disk"):
             await asyncio.to_thread(_ensure_room, box, building_images=bool(wanted))
         with phases.timed("build"):
-            built = await _build_all(box, wanted, source)
+            built = await _build_all(box, wanted, source, account=account, pushed=pushed)
         box.metrics.builds_skipped.inc(len(target) - len([b for b in built if not b.reused]))
-        with phases.timed("load"):
-            fresh = [image.reference for image in built]
-            if fresh:
-                await asyncio.to_thread(box.provider.load_images, fresh)
+        if not config.registry:
+            # Without a registry the nodes cannot pull: the provider copies images in.
+            with phases.timed("load"):
+                fresh = [image.reference for image in built]
+                if fresh:
+                    await asyncio.to_thread(box.provider.load_images, fresh)
 
         values = _values(box.plugins, target, config, release_inputs)
         with phases.timed("preflight"):
@@ -554,6 +631,8 @@ async def run_cycle(
                 previous_revision,
                 diagnosis,
                 phases.seconds,
+                pushed=tuple(sorted(pushed)),
+                in_registry=delivery.in_registry,
             )
             return _conclude(box, saved, result, failed_target=key)
 
@@ -571,8 +650,18 @@ async def run_cycle(
             revision,
             None,
             phases.seconds,
+            pushed=tuple(sorted(pushed)),
+            in_registry=delivery.in_registry,
         )
         box.metrics.last_success.set_to_current_time()
+        return _conclude(box, saved, result)
+    except registries.RegistryError as exc:
+        # Like a failed build: the release is untouched. Not remembered as a failure of
+        # these inputs, though: the fix (a registry back up) is outside the repository.
+        log.warning("registry problem, will retry in %.0fs: %s", exc.retry_after, exc)
+        result = CycleResult(
+            Outcome.PUSH_FAILED, str(exc), phases=phases.seconds, retry_after=exc.retry_after
+        )
         return _conclude(box, saved, result)
     except errors.TemporaryError as exc:
         log.warning("temporary problem, will retry in %.0fs: %s", exc.retry_after, exc)
@@ -596,7 +685,7 @@ async def run_cycle(
 
 def box_image_name(config: settings.Settings, plugin: services.ServicePlugin) -> str:
     """Where the image lives: the plugin's name locally, or under the registry."""
-    return f"{config.registry.rstrip('/')}/{plugin.name}" if config.registry else plugin.image
+    return registries.repository(config.registry, plugin.name) if config.registry else plugin.image
 
 
 def box_image(box: Toolbox, name: str) -> str:

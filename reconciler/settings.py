@@ -21,6 +21,9 @@ from reconciler import errors
 
 ENV_PREFIX = "LUMINA_"
 CONFIG_FILE = pathlib.Path("config/lumina.toml")
+#: Credentials, not settings: read by :mod:`reconciler.registries` from the secrets file or
+#: the environment, so they are never part of a settings object that may be shown or saved.
+CREDENTIAL_VARIABLES = frozenset({"LUMINA_REGISTRY_USERNAME", "LUMINA_REGISTRY_PASSWORD"})
 
 
 class TriggerMode(enum.StrEnum):
@@ -89,7 +92,12 @@ class Settings(pydantic_settings.BaseSettings):
         default="config/secrets.env", description="Git-ignored source of secret values."
     )
     registry: str | None = pydantic.Field(
-        default=None, description="host:port/prefix images are pushed to; none = local."
+        default=None,
+        # host[:port][/path]: what the Docker engine and containerd accept before a
+        # repository name, lower case as the distribution spec requires.
+        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._/-][a-z0-9]+)*)?/?$",
+        description="host:port/prefix images are pushed to and pulled from; none = "
+        "built images are loaded into the cluster's nodes.",
     )
     drift: DriftMode = DriftMode.WARN
     drift_ignore: list[str] = pydantic.Field(
@@ -147,6 +155,7 @@ def _read_environment() -> dict[str, Any]:
         for name in os.environ
         if name.startswith(ENV_PREFIX)
         and name[len(ENV_PREFIX) :].lower() not in Settings.known_keys
+        and name not in CREDENTIAL_VARIABLES
     )
     if unknown:
         known = ", ".join(ENV_PREFIX + key.upper() for key in sorted(Settings.known_keys))
