@@ -82,3 +82,17 @@ def test_cli_reports_a_directory_that_is_not_a_repository(tmp_path: pathlib.Path
     )
     assert result.returncode == 2
     assert "not a git repository" in result.stderr
+
+
+def test_registry_is_checked_and_its_credentials_are_no_unknown_settings(
+    project: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUMINA_REGISTRY", "127.0.0.1:5000/lumina")
+    monkeypatch.setenv("LUMINA_REGISTRY_USERNAME", "someone")
+    monkeypatch.setenv("LUMINA_REGISTRY_PASSWORD", "not a setting")
+    config = settings.load_settings(project)
+    assert config.registry == "127.0.0.1:5000/lumina"
+    assert "not a setting" not in repr(config)
+    monkeypatch.setenv("LUMINA_REGISTRY", "http://127.0.0.1:5000")
+    with pytest.raises(errors.SettingsError, match="LUMINA_REGISTRY"):
+        settings.load_settings(project)

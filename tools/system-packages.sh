@@ -4,8 +4,10 @@
 set -euo pipefail
 
 # chromium: the frontend's browser test; debootstrap: local base images; gcc and
-# libc6-dev: the local cluster's pause image; iproute2: `ss` in tests.
-packages=(git chromium debootstrap gcc libc6-dev iproute2 ca-certificates)
+# libc6-dev: the local cluster's pause image; iproute2: `ss` in tests;
+# docker-registry: the real registry the image-delivery tests push to (its systemd
+# service is never used: tests start the binary on a free loopback port).
+packages=(git chromium debootstrap gcc libc6-dev iproute2 ca-certificates docker-registry)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
