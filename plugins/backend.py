@@ -1,6 +1,33 @@
-"""The FastAPI + SQLite backend: users, todos, and the only owner of the database."""
+"""The FastAPI + SQLite backend: users, todos, and the only owner of the database.
+
+Its database is backed up online (``python -m app.backup`` in the running pod, see
+``services/backend/app/backup.py``) before every upgrade that restarts the pod, into
+``/data/backups`` on the same volume; ``lumina-reconcile db backups|restore`` lists and
+restores those backups.
+"""
+
+import json
 
 from reconciler import services
+
+_BACKUP = ("python", "-m", "app.backup", "--json")
+#: Backups kept on the volume; each is a full copy of the database.
+KEEP = 5
+
+
+def back_up_before_upgrade(service: services.UpgradingService) -> str:
+    """Back the database up in the pod that still serves it; name the file made.
+
+    The label names the upgrade: the release revision whose data this is, and the
+    image tag about to replace it (``rev12-before-3f9a2c1d0e4b``).
+    """
+    tag = service.image.rpartition(":")[2][:12]
+    label = f"rev{service.revision}-before-{tag}" if service.revision else f"before-{tag}"
+    made = json.loads(
+        service.run([*_BACKUP, "create", "--label", label, "--keep", str(KEEP)], timeout=300)
+    )
+    return f"backed up the database to {made['path']} ({made['size']} bytes, integrity ok)"
+
 
 plugin = services.ServicePlugin(
     name=services.ServiceName("backend"),
@@ -24,5 +51,7 @@ plugin = services.ServicePlugin(
             description="password of the SMTP account for password-reset mail",
         ),
     ),
+    pre_upgrade=back_up_before_upgrade,
+    database=services.DatabaseCommands(list=(*_BACKUP, "list"), restore=(*_BACKUP, "restore")),
     description="FastAPI + SQLModel on SQLite (one replica, Recreate).",
 )

@@ -25,6 +25,7 @@ import typer
 
 from reconciler import (
     contexts,
+    db_commands,
     discovery,
     errors,
     git_reading,
@@ -366,6 +367,9 @@ def cluster(
             typer.echo(f"{component:24} {state_text}")
         if not all(text.startswith("running") for text in states.values()):
             raise typer.Exit(1)
+
+
+app.add_typer(db_commands.app, name="db")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The Kubernetes API, as plain JSON dicts: the only module that imports ``kubernetes``.
 
-Who calls it: secrets, rollout watching, diagnosis, drift and status. Objects come back
+Who calls it: secrets, rollout watching, diagnosis, drift and status, and commands run
+in pods (pre-upgrade backups, ``db``). Objects come back
 exactly as the API serves them (``kubectl get -o json`` shape), so the logic that reads
 them is pure and testable on recorded objects. API failures are translated here: an
 unreachable server is a :class:`TemporaryError`, a refusal (403, 422) permanent.
@@ -8,13 +9,17 @@ unreachable server is a :class:`TemporaryError`, a refusal (403, 422) permanent.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import urllib3.exceptions
+import websocket
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import dynamic
+from kubernetes import stream as k8s_stream
 from kubernetes.client import exceptions as k8s_exceptions
 
 from reconciler import errors
@@ -47,6 +52,27 @@ def _translate(exc: Exception, doing: str) -> errors.LuminaError:
 _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """How a command run in a container ended: ``exit_code`` None when it did not end
+    in time (or the API did not say), ``reason`` the API's word when it failed."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    reason: str = ""
+
+
+def _exit_code(response: Any) -> tuple[int | None, str]:
+    """Exit code from the exec's status channel; the client's parser assumes every
+    failure carries one, but a command that cannot start has only a message."""
+    try:
+        code = response.returncode
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, "the command could not be run"
+    return (None, "") if code is None else (int(code), "")
+
+
 class Kube:
     """A connection to one cluster."""
 
@@ -63,6 +89,8 @@ class Kube:
             ) from exc
         self._core = k8s_client.CoreV1Api(self._api)
         self._dynamic: dynamic.DynamicClient | None = None
+        self._config = (kubeconfig, context)
+        self._exec_core: k8s_client.CoreV1Api | None = None
 
     def _resource(self, api_version: str, kind: str) -> Any:
         if self._dynamic is None:
@@ -137,6 +165,47 @@ class Kube:
         except _NETWORK_ERRORS as exc:
             raise _translate(exc, f"reading logs of {pod}") from exc
         return text
+
+    def exec(
+        self, namespace: str, pod: str, container: str, argv: Sequence[str], *, timeout: float
+    ) -> ExecResult:
+        """Run ``argv`` in a running container (no stdin, no TTY) and wait for it."""
+        if self._exec_core is None:
+            # A client of its own: the stream helper swaps its client's transport for
+            # a websocket while it runs, which would break other threads' calls.
+            kubeconfig, context = self._config
+            api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig else None, context=context
+            )
+            self._exec_core = k8s_client.CoreV1Api(api)
+        doing = f"running {argv[0]} in pod {pod}"
+        try:
+            response = k8s_stream.stream(
+                self._exec_core.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=list(argv),
+                stdin=False,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+            )
+        except (k8s_exceptions.ApiException, *_NETWORK_ERRORS) as exc:
+            raise _translate(exc, doing) from exc
+        try:
+            response.run_forever(timeout=timeout)
+            finished = not response.is_open()
+            stdout, stderr = response.read_stdout(timeout=0), response.read_stderr(timeout=0)
+            code, reason = _exit_code(response) if finished else (None, "")
+        except (websocket.WebSocketException, *_NETWORK_ERRORS) as exc:
+            raise _translate(exc, doing) from exc
+        finally:
+            response.close()
+        if not finished:
+            reason = f"still running after {timeout:.0f}s"
+        return ExecResult(code, stdout or "", stderr or "", reason)
 
     def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> bool:
         """SelfSubjectAccessReview: may the current identity ``verb`` ``resource`` here?"""

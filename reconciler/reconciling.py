@@ -36,6 +36,7 @@ from reconciler import (
     kube,
     metrics,
     planning,
+    pre_upgrading,
     preflight,
     providers,
     registries,
@@ -603,6 +604,17 @@ async def run_cycle(
                 "pre-flight checks refused the upgrade:\n  - " + "\n  - ".join(problems),
                 hint="fix the chart; the running release is untouched",
             )
+        with phases.timed("pre-upgrade"):
+            # Before anything changes: a failed hook leaves the release as it runs.
+            prepared = await asyncio.to_thread(
+                pre_upgrading.run,
+                box.kube,
+                box.plugins,
+                config.namespace,
+                restarting=pre_upgrading.restarting(rendered, deployed_objects),
+                revision=release.revision if release is not None else None,
+                values=values,
+            )
         with phases.timed("apply-secrets"):
             await asyncio.to_thread(box.kube.apply, secrets.namespace_manifest(config.namespace))
             await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
@@ -642,7 +654,11 @@ async def run_cycle(
         result = CycleResult(
             Outcome.CONVERGED,
             "; ".join(
-                [f"revision {revision}: {description.removeprefix('lumina: ')}", *hook_problems]
+                [
+                    f"revision {revision}: {description.removeprefix('lumina: ')}",
+                    *prepared,
+                    *hook_problems,
+                ]
             ),
             snapshot.label,
             tuple(b.service for b in built if not b.reused),

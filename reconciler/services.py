@@ -2,15 +2,17 @@
 
 A plugin (built-in in ``plugins/`` or third-party) exposes one :class:`ServicePlugin`
 through the ``lumina.plugins`` entry-point group. Plugins only declare; the core builds,
-deploys and checks. Paths are relative to the repository root and use ``/``.
+deploys and checks, and calls a plugin's hooks with what they may act through (a
+:class:`PodCommand` bound to the service's running pod, never a cluster client). Paths
+are relative to the repository root and use ``/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Mapping
-from typing import NewType
+from collections.abc import Callable, Mapping, Sequence
+from typing import NewType, Protocol
 
 ServiceName = NewType("ServiceName", str)
 
@@ -60,6 +62,61 @@ class DeployedService:
 PostDeployHook = Callable[[DeployedService], None]
 
 
+class PodCommandError(Exception):
+    """A command run in a pod did not succeed: it exited non-zero, or did not finish."""
+
+    def __init__(self, argv: Sequence[str], exit_code: int | None, output: str) -> None:
+        ended = f"exited {exit_code}" if exit_code is not None else "did not finish"
+        super().__init__(f"`{' '.join(argv)}` {ended}: {output.strip()[-500:] or 'no output'}")
+        self.argv = tuple(argv)
+        self.exit_code = exit_code
+        self.output = output
+
+
+class PodCommand(Protocol):
+    """Runs a command in the service's running container and returns its stdout.
+
+    Raises :class:`PodCommandError` when the command fails or outlives ``timeout``.
+    """
+
+    def __call__(self, argv: Sequence[str], *, timeout: float = 120.0) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class UpgradingService:
+    """What a pre-upgrade hook is told: its service runs in ``pod``, and the coming
+    upgrade will restart it (a new image, or changed config)."""
+
+    name: ServiceName
+    namespace: str
+    pod: str
+    #: The release revision the upgrade replaces (None when no revision is deployed).
+    revision: int | None
+    #: The image the upgrade deploys (the same as now when only config changes).
+    image: str
+    run: PodCommand
+
+
+#: A pre-upgrade action, run while the old pod still serves: returns one line saying
+#: what it did (logged); raises (any exception) to refuse the upgrade, which then
+#: leaves the running release untouched. Not called when no pod of the service runs.
+PreUpgradeHook = Callable[[UpgradingService], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseCommands:
+    """Commands, run in the service's pod, over the database it owns; each prints one
+    JSON document. Used by ``lumina-reconcile db``.
+
+    ``list`` prints a list of backups (``name``, ``size``, ``created``, ``label``), and
+    ``restore`` (with a backup's name appended, or none for the newest) prints
+    ``{"restored": backup, "previous": backup}``.
+    """
+
+    list: tuple[str, ...]
+    restore: tuple[str, ...]
+
+
 @dataclasses.dataclass(frozen=True)
 class ServicePlugin:
     """Everything the reconciler needs to know to build and deploy one service.
@@ -80,4 +137,6 @@ class ServicePlugin:
     build_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
     secrets: tuple[SecretSpec, ...] = ()
     post_deploy: PostDeployHook | None = None
+    pre_upgrade: PreUpgradeHook | None = None
+    database: DatabaseCommands | None = None
     description: str = ""
