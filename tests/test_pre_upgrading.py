@@ -187,3 +187,10 @@ def test_db_commands_pick_the_one_service_that_owns_a_database() -> None:
     assert commands.restore[-1] == "restore"
     with pytest.raises(errors.PermanentError, match="named 'frontend'"):
         db_commands._owner((plain, backend.plugin), "frontend")
+
+
+def test_an_image_from_before_backups_is_upgraded_with_a_warning_line() -> None:
+    missing = "/opt/venv/bin/python: No module named app.backup\n"
+    cluster = Cluster([_pod("backend-abc", RUNNING)], kube.ExecResult(1, "", missing))
+    [said] = _run(cluster, {"backend"})
+    assert "not backed up" in said and "predates app.backup" in said
