@@ -30,11 +30,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-
-from app import migrating
 from app.database import Database, sqlite_path
+
+# Alembic (app.migrating) is imported by `restore` only: `create` runs before every
+# backend upgrade, and on the pod's half CPU that import is most of its time.
 
 DEFAULT_KEEP = 5
 PRE_RESTORE = "pre-restore"
@@ -233,6 +232,11 @@ def _schema_revisions(path: Path) -> tuple[str, ...]:
 
 def _check_schema_known(backup: Backup) -> None:
     """Refuse a backup whose schema is newer than this code: it could not serve it."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from app import migrating
+
     scripts = ScriptDirectory.from_config(migrating.alembic_config())
     for revision in _schema_revisions(backup.path):
         try:
@@ -265,6 +269,8 @@ def restore(database: Path, name: str | None = None) -> Restored:
             f"restoring {backup.name} into {database} failed: {exc}; the database was not "
             f"changed, or restore {previous.name} to be sure"
         ) from None
+    from app import migrating
+
     live = Database(f"sqlite:///{database}")
     try:
         migrating.upgrade(live)
