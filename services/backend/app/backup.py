@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,8 @@ from app.database import Database, sqlite_path
 
 DEFAULT_KEEP = 5
 PRE_RESTORE = "pre-restore"
+#: Free space a backup must leave on the volume, so the live database can still grow.
+RESERVE_BYTES = 16 * 1024 * 1024
 _NAME = re.compile(r"^lumina-(\d{8}T\d{6}\.\d{3}Z)(?:-([A-Za-z0-9._-]+))?\.db$")
 _TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -164,14 +167,28 @@ def create(
     label: str = "",
     keep: int = DEFAULT_KEEP,
     now: datetime.datetime | None = None,
+    reserve: int = RESERVE_BYTES,
 ) -> Backup:
-    """Copy the live database into a new, verified backup; drop all but the newest ``keep``."""
+    """Copy the live database into a new, verified backup; drop all but the newest ``keep``.
+
+    Refused when the copy would leave less than ``reserve`` bytes free on the volume:
+    the backups share it with the live database, which must still be able to grow.
+    """
     if keep < 1:
         raise BackupError(f"--keep must be at least 1, got {keep}")
     if not database.is_file():
         raise BackupError(f"there is no database at {database} to back up")
     directory = backup_dir(database)
     _make_directory(directory)
+    wal = database.with_name(database.name + "-wal")
+    needed = database.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    free = shutil.disk_usage(directory).free
+    if free - needed < reserve:
+        raise BackupError(
+            f"not enough room on the volume of {directory} for a backup: {free} bytes free, "
+            f"the copy needs up to {needed} and {reserve} must stay free for the database; "
+            f"remove old backups or grow the volume"
+        )
     final = _new_path(directory, label, now or datetime.datetime.now(datetime.UTC))
     # Written under a name `list_backups` ignores, renamed only once verified: a crash
     # or a full volume midway never leaves something that looks like a good backup.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -157,6 +158,14 @@ def test_only_the_newest_are_kept_and_listed_newest_first(tmp_path: Path) -> Non
     backup.create(database, keep=1)
     assert len(backup.list_backups(stray.parent)) == 1
     assert stray.exists()
+
+
+def test_a_backup_that_would_fill_the_volume_is_refused(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    free = shutil.disk_usage(database.parent).free
+    with pytest.raises(backup.BackupError, match="not enough room on the volume"):
+        backup.create(database, reserve=free)
+    assert backup.list_backups(backup.backup_dir(database)) == []
 
 
 def test_labels_become_safe_file_names(tmp_path: Path) -> None:
