@@ -361,8 +361,17 @@ def signed_in(email: str, password: str = "correct horse battery staple") -> htt
     """A browser-like session against the frontend's NodePort, registered and signed in."""
     client = httpx.Client(base_url=FRONTEND, timeout=30)
     wait_for(lambda: client.get("/api/health").status_code == 200, 120, "the frontend on :30080")
-    registered = client.post("/api/auth/register", json={"email": email, "password": password})
-    assert registered.status_code == 201, registered.text
+    answers: list[httpx.Response] = []
+
+    def register() -> bool:
+        # 502/503 while the backend (Recreate) starts or its name does not resolve yet.
+        answers.append(
+            client.post("/api/auth/register", json={"email": email, "password": password})
+        )
+        return answers[-1].status_code not in (502, 503, 504)
+
+    wait_for(register, 180, "the backend behind the frontend")
+    assert answers[-1].status_code == 201, answers[-1].text
     login = client.post("/api/auth/login", json={"email": email, "password": password})
     assert login.status_code == 200, login.text
     return client
