@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from bench import measuring, stack
-from reconciler import discovery, reconciling, settings, wiring
+from reconciler import discovery, settings, targets, wiring
 
 #: deploys to or depends on the shared cluster (see run.py --cluster-lock)
 USES_CLUSTER = True
@@ -59,9 +59,7 @@ class _Baseline:
 
     def run(self, label: str) -> dict[str, float]:
         tags: dict[str, str] = {plugin.name: f"bench-{label}" for plugin in self.plugins}
-        images = [
-            f"{reconciling.box_image_name(self.config, p)}:{tags[p.name]}" for p in self.plugins
-        ]
+        images = [f"{targets.image_name(self.config, p)}:{tags[p.name]}" for p in self.plugins]
         phases: dict[str, float] = {}
         with measuring.stopwatch() as elapsed:
             for plugin, image in zip(self.plugins, images, strict=True):
@@ -85,7 +83,7 @@ class _Baseline:
         phases["load"] = elapsed()
         values_file = self.clone.parent / f"baseline-values-{label}.json"
         values_file.write_text(
-            json.dumps(reconciling._values(self.plugins, tags, self.config)), encoding="utf-8"
+            json.dumps(targets.chart_values(self.plugins, tags, self.config)), encoding="utf-8"
         )
         command = [
             self.helm,
@@ -167,7 +165,7 @@ def _skaffold_config(clone: pathlib.Path, config: settings.Settings, plugins: An
     )
     tags: dict[str, str] = {plugin.name: "unused" for plugin in plugins}
     (clone / "skaffold-values.json").write_text(
-        json.dumps(reconciling._values(plugins, tags, config)), encoding="utf-8"
+        json.dumps(targets.chart_values(plugins, tags, config)), encoding="utf-8"
     )
 
 

@@ -31,6 +31,7 @@ from reconciler import (
     settings,
     snapshots,
     state,
+    toolboxes,
     wiring,
     worktree_reading,
 )
@@ -71,12 +72,12 @@ def _helm_shim(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return shim, log
 
 
-def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> reconciling.Toolbox:
+def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> toolboxes.Toolbox:
     kubeconfig = work / "kubeconfig-closed"
     kubeconfig.write_text(_UNREACHABLE_KUBECONFIG, encoding="utf-8")
     plugins = discovery.discover_services(config.repo).plugins
     state_dir = config.repo_path(config.state_dir)
-    return reconciling.Toolbox(
+    return toolboxes.Toolbox(
         config=config,
         plugins=plugins,
         provider=wiring.choose_provider(config),
@@ -96,15 +97,13 @@ def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> r
     )
 
 
-def _seed_state(box: reconciling.Toolbox) -> None:
+def _seed_state(box: toolboxes.Toolbox) -> None:
     """The state the daemon leaves after deploying HEAD: every service's digest and tag."""
     source = snapshots.source_for(box.config, cache=box.hash_cache)
     snapshot = snapshots.take(box.config, box.plugins, source)
     saved = state.State(
         services={
-            inputs.name: state.DeployedImage(
-                inputs.digest, inputs.tag, reconciling.box_image(box, inputs.name)
-            )
+            inputs.name: state.DeployedImage(inputs.digest, inputs.tag, box.image(inputs.name))
             for inputs in snapshot.services
         },
         chart_digest=snapshot.chart_digest,
@@ -157,7 +156,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
     builds = box.counters["docker_builds"]
     upgrades = box.counters["helm_upgrades"]
     reads = box.counters["helm_reads"]
-    all_noop = all(outcome == reconciling.Outcome.NOTHING_TO_DO.value for outcome in outcomes)
+    all_noop = all(outcome == cycles.Outcome.NOTHING_TO_DO.value for outcome in outcomes)
     result.raw.update(
         cycle_seconds=cycles,
         outcomes=outcomes,

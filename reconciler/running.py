@@ -17,12 +17,14 @@ import time
 from typing import Any
 
 from reconciler import (
+    cycles,
     debouncing,
     drifting,
     reconciling,
     serving,
     settings,
     state,
+    toolboxes,
     watching,
     worktree_reading,
 )
@@ -31,8 +33,8 @@ log = logging.getLogger("lumina.daemon")
 
 
 def status_document(
-    box: reconciling.Toolbox,
-    last: reconciling.CycleResult | None,
+    box: toolboxes.Toolbox,
+    last: cycles.CycleResult | None,
     started_at: float,
     drift: list[drifting.Drift] | None = None,
 ) -> dict[str, Any]:
@@ -56,9 +58,9 @@ def status_document(
 
 
 class Daemon:
-    def __init__(self, box: reconciling.Toolbox) -> None:
+    def __init__(self, box: toolboxes.Toolbox) -> None:
         self.box = box
-        self.last: reconciling.CycleResult | None = None
+        self.last: cycles.CycleResult | None = None
         self.started_at = time.time()
         self.cycles = 0
         self.drift: list[drifting.Drift] = []
@@ -112,7 +114,7 @@ class Daemon:
         else:
             self.box.listings.touched(batch.paths)
 
-    async def _cycle(self, first: bool) -> reconciling.CycleResult:
+    async def _cycle(self, first: bool) -> cycles.CycleResult:
         force, self._correct_drift = self._correct_drift, False
         self._busy = True
         try:
@@ -130,7 +132,7 @@ class Daemon:
             log.warning("%s", result.diagnosis.explain())
         return result
 
-    async def _abandon(self, cycle: asyncio.Task[reconciling.CycleResult]) -> None:
+    async def _abandon(self, cycle: asyncio.Task[cycles.CycleResult]) -> None:
         log.info("stopping: abandoning the running cycle cleanly")
         cycle.cancel()
         await asyncio.gather(cycle, return_exceptions=True)
@@ -178,7 +180,7 @@ class Daemon:
                     await self._abandon(cycle)
                     break
                 result = cycle.result()
-                if result.outcome is not reconciling.Outcome.RETRY:
+                if result.outcome is not cycles.Outcome.RETRY:
                     first = False
                 if result.retry_after is not None:
                     loop.call_later(result.retry_after, lambda: debouncer.push(rescan=True))
@@ -192,6 +194,6 @@ class Daemon:
         return 0
 
 
-def run_daemon(box: reconciling.Toolbox) -> int:
+def run_daemon(box: toolboxes.Toolbox) -> int:
     """Serve until stopped; the caller holds the repository lock."""
     return asyncio.run(Daemon(box).serve())

@@ -17,10 +17,10 @@ from reconciler import (
     kube,
     metrics,
     providers,
-    reconciling,
     releasing,
     services,
     settings,
+    toolboxes,
     worktree_reading,
 )
 
@@ -75,13 +75,13 @@ def assemble(
     plugins: tuple[services.ServicePlugin, ...],
     *,
     provider: providers.ClusterProvider | None = None,
-) -> reconciling.Toolbox:
+) -> toolboxes.Toolbox:
     """Every adapter a cycle needs; starts the cluster if it is down."""
     chosen = provider or choose_provider(config)
     cluster = chosen.ensure_up()
     context = config.kube_context or cluster.context
     state_dir = config.repo_path(config.state_dir)
-    return reconciling.Toolbox(
+    return toolboxes.Toolbox(
         config=config,
         plugins=plugins,
         provider=chosen,
