@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FRONTEND = "http://127.0.0.1:30080"
@@ -431,3 +432,21 @@ def print_figures(write: Callable[[str], None]) -> None:
     write("lumina faults/security figures:")
     for name, value in FIGURES.items():
         write(f"  {name:28} {value}")
+
+
+# Fixtures both suites use; each conftest imports them (pytest finds fixtures by name
+# in a conftest's namespace), so they are written once.
+
+
+@pytest.fixture(scope="session")
+def stack_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The release exists and is deployed; at the end it runs this checkout's state again."""
+    assert_no_pending_release()
+    yield
+    restore_release(tmp_path_factory.mktemp("restore"))
+
+
+@pytest.fixture
+def workspace(tmp_path: pathlib.Path, stack_ready: None) -> pathlib.Path:
+    """A fresh clone of this checkout that deploys the same release in commit mode."""
+    return clone(tmp_path)
