@@ -11,6 +11,9 @@ import glob
 import os
 import pathlib
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import nox
 
@@ -141,6 +144,34 @@ def _daemon_running(session: nox.Session) -> bool:
     return isinstance(found, str) and '"pid": null' not in found and '"pid"' in found
 
 
+APP_HEALTH = "http://127.0.0.1:30080/api/health"
+
+
+def _wait_for_app(session: nox.Session, timeout: float = 300.0) -> None:
+    """Until the app answers through the frontend's NodePort (frontend and backend Ready):
+    after a cluster restart the release is unchanged but its pods are still starting."""
+    started = time.monotonic()
+    said = started
+    while True:
+        try:
+            with urllib.request.urlopen(APP_HEALTH, timeout=5) as answer:
+                if answer.status == 200:
+                    waited = time.monotonic() - started
+                    session.log(f"the app answers on {APP_HEALTH} ({waited:.0f}s)")
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() - started > timeout:
+            session.error(
+                f"the app did not answer on {APP_HEALTH} within {timeout:.0f}s; "
+                "see `lumina-reconcile diagnose`"
+            )
+        if time.monotonic() - said >= 10:
+            session.log(f"waiting for the pods to serve ({time.monotonic() - started:.0f}s)")
+            said = time.monotonic()
+        time.sleep(1)
+
+
 def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
     _install_project(session)
     _machine_setup(session)
@@ -152,6 +183,8 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
         # One reconciler per repository: the running daemon steps aside for this cycle.
         session.run("lumina-reconcile", "stop")
     session.run("lumina-reconcile", "once")
+    if os.environ.get("LUMINA_CLUSTER", "auto") in ("auto", "local"):
+        _wait_for_app(session)  # NodePorts answer on 127.0.0.1 only on the local cluster
     if not (start_daemon or was_running):
         return
     log_path = ROOT / ".lumina" / "daemon.log"
