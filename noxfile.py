@@ -190,6 +190,7 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
     log_path = ROOT / ".lumina" / "daemon.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     executable = pathlib.Path(session.virtualenv.bin) / "lumina-reconcile"
+    offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
         # A session of its own: the daemon outlives nox and ignores its terminal's signals.
         daemon = subprocess.Popen(
@@ -200,7 +201,18 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    session.log(f"reconciler daemon started (PID {daemon.pid}), log: {log_path}")
+    # Up means watching: a daemon that dies at start (a taken port, a bad setting) is
+    # reported here, not discovered later.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        said = log_path.read_bytes()[offset:].decode("utf-8", "replace")
+        if "watching " in said:
+            session.log(f"reconciler daemon started (PID {daemon.pid}), log: {log_path}")
+            return
+        if daemon.poll() is not None:
+            session.error(f"the reconciler daemon exited ({daemon.returncode}):\n{said[-2000:]}")
+        time.sleep(0.5)
+    session.error(f"the reconciler daemon did not start watching within 60s; see {log_path}")
 
 
 @nox.session(python=PY, default=False)
