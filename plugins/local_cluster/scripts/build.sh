@@ -30,7 +30,8 @@ need_go() {
   command -v go >/dev/null || die "go is not installed and $1 is not built yet: install Go 1.24 or newer (e.g. Debian trixie's golang-go) and run again"
 }
 
-all_targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm pause)
+all_targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns helm pause
+  kube-router)
 # `build.sh etcd coredns` builds only those; no argument builds everything.
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 for target in "${targets[@]}"; do
@@ -137,6 +138,7 @@ for target in "${targets[@]}"; do
   # pinned version in common.sh rebuilds just that binary.
   case "$target" in
     etcd) want="$ETCD_VERSION" ;; coredns) want="$COREDNS_VERSION" ;; helm) want="$HELM_VERSION" ;;
+    kube-router) want="$KUBE_ROUTER_VERSION" ;;
     pause) want="$K8S_VERSION-$PAUSE_VERSION" ;; *) want="$K8S_VERSION" ;;
   esac
   have=""
@@ -144,7 +146,7 @@ for target in "${targets[@]}"; do
     have="$("$out" version --template '{{.Version}}' 2>/dev/null || true)"
   elif [[ -f "$out.version" ]]; then
     have="$(cat "$out.version")"
-  elif [[ -x "$out" && "$target" != etcd && "$target" != coredns ]]; then
+  elif [[ -x "$out" && "$target" != etcd && "$target" != coredns && "$target" != kube-router ]]; then
     have="$want"  # under a directory named after its Kubernetes version
   fi
   if [[ -x "$out" && "$have" == "$want" ]]; then
@@ -152,6 +154,11 @@ for target in "${targets[@]}"; do
   fi
   next "$target"
   case "$target" in
+    kube-router) # before kube-*, which names the kubernetes commands
+      wrapper_module "$SRC_DIR/kube-router-$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION"
+      touch "$SRC_DIR/kube-router-$KUBE_ROUTER_VERSION/.ready"
+      go_build "$out" "$SRC_DIR/kube-router-$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+        "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" ;;
     kube-*|kubelet|kubectl)
       kubernetes_wrapper
       go_build "$out" "$SRC_DIR/kubernetes-$K8S_VERSION" "k8s.io/kubernetes/cmd/$target" "$(kubernetes_ldflags)" ;;
