@@ -27,6 +27,7 @@ COMPONENTS = (
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    "kube-router",
 )
 
 

@@ -59,6 +59,7 @@ new_cert controller-manager ca "/CN=system:kube-controller-manager" clientAuth
 new_cert scheduler ca "/CN=system:kube-scheduler" clientAuth
 new_cert kube-proxy ca "/CN=system:kube-proxy" clientAuth
 new_cert provisioner ca "/CN=lumina:hostpath-provisioner" clientAuth
+new_cert kube-router ca "/CN=lumina:kube-router" clientAuth
 
 [[ -f sa.key ]] || { openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null; }
 
@@ -111,3 +112,4 @@ kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" "system:node:$node_name" kubelet "$
 kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" system:kube-controller-manager controller-manager "$local_server"
 kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" system:kube-scheduler scheduler "$local_server"
 kubeconfig "$CLUSTER_DIR/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "$local_server"
+kubeconfig "$CLUSTER_DIR/kube-router.kubeconfig" lumina:kube-router kube-router "$local_server"

@@ -25,6 +25,7 @@ probe kube-controller-manager curl -skf --max-time 3 https://127.0.0.1:10257/hea
 probe kube-scheduler curl -skf --max-time 3 https://127.0.0.1:10259/healthz
 probe kubelet curl -sf --max-time 3 http://127.0.0.1:10248/healthz
 probe kube-proxy curl -sf --max-time 3 http://127.0.0.1:10256/healthz
+probe kube-router curl -sf --max-time 3 http://127.0.0.1:20244/healthz
 probe provisioner true
 
 kubectl=("$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=5s)

@@ -21,7 +21,7 @@ flock -w 900 8 || die "another up.sh or down.sh has held $CLUSTER_DIR/.lock for 
 started=$SECONDS
 
 # --- host packages -----------------------------------------------------------
-packages=(containerd runc containernetworking-plugins iptables conntrack openssl
+packages=(containerd runc containernetworking-plugins iptables ipset conntrack openssl
   busybox-static gcc libc6-dev python3 curl iproute2 kmod util-linux)
 missing=()
 for p in "${packages[@]}"; do
@@ -68,7 +68,7 @@ PY
 # cluster, a leftover from a crash) must be named, not waited on for minutes.
 declare -A PORTS=(
   [etcd]="2379 2380 2381" [kube-apiserver]="$APISERVER_PORT" [kube-controller-manager]="10257"
-  [kube-scheduler]="10259" [kubelet]="10248 10250" [kube-proxy]="10249 10256"
+  [kube-scheduler]="10259" [kubelet]="10248 10250" [kube-proxy]="10249 10256" [kube-router]="20244"
 )
 
 # start NAME COMMAND...: run a component detached, logging to its own file and
@@ -235,7 +235,19 @@ wait_for "the node $NODE_NAME" 180 "${kubectl[@]}" wait --for=condition=Ready "n
 COREFILE_INDENTED="$(sed 's/^/    /' "$config/Corefile")"
 export COREFILE_INDENTED
 render "$config/coredns.yaml" "$CLUSTER_DIR/coredns.yaml" >/dev/null
-"${kubectl[@]}" apply -f "$CLUSTER_DIR/coredns.yaml" -f "$config/storage.yaml" >>"$LOG_DIR/addons.log"
+"${kubectl[@]}" apply -f "$CLUSTER_DIR/coredns.yaml" -f "$config/storage.yaml" \
+  -f "$config/kube-router.yaml" >>"$LOG_DIR/addons.log"
+
+# NetworkPolicies are enforced by kube-router's policy controller alone (no routing,
+# no service proxy: the bridge CNI and kube-proxy do those): iptables chains and
+# ipsets per pod, hooked into INPUT, FORWARD (bridged traffic too) and OUTPUT. It
+# needs the node object, so it starts once the node is registered. Traffic from the
+# node itself (kubelet probes, NodePorts on 127.0.0.1) is always let through.
+start kube-router "$K8S_BIN/kube-router" --kubeconfig "$CLUSTER_DIR/kube-router.kubeconfig" \
+  --hostname-override "$NODE_NAME" --run-firewall=true --run-router=false \
+  --run-service-proxy=false --enable-cni=false --enable-ipv4=true --enable-ipv6=false \
+  --service-cluster-ip-range "$SERVICE_CIDR" --health-port 20244 --metrics-port 0
+wait_for kube-router 120 curl -sf http://127.0.0.1:20244/healthz
 
 start provisioner "$PYTHON" "$here/provisioner.py" --server "https://127.0.0.1:$APISERVER_PORT" \
   --ca "$PKI_DIR/ca.crt" --cert "$PKI_DIR/provisioner.crt" --key "$PKI_DIR/provisioner.key" \
