@@ -24,6 +24,9 @@ NAME_LABEL = "app.kubernetes.io/name"
 PATIENCE_SECONDS = 20.0
 _IMAGE_REASONS = {"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName"}
 _CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+#: The kubelet says these while its own caches or the API catch up (e.g. just after an
+#: API server restart); it retries by itself, so they prove nothing about the release.
+_KUBELET_BLINKS = ("failed to sync", "timed out waiting for the condition", "deadline exceeded")
 
 
 class FailureReason(enum.StrEnum):
@@ -137,7 +140,9 @@ def classify(
                 (),
                 evidence,
             )
-        if reason in _CONFIG_REASONS:
+        if reason in _CONFIG_REASONS and not any(
+            blink in message.lower() for blink in _KUBELET_BLINKS
+        ):
             return Diagnosis(
                 service, FailureReason.CONFIG, f"{reason}: {message}", name, (), evidence
             )

@@ -64,6 +64,31 @@ def test_image_missing_from_the_node() -> None:
     assert "lumina/backend:new" in found.summary
 
 
+def _config_error(message: str) -> dict[str, Any]:
+    return _pod(
+        {
+            "name": "backend",
+            "ready": False,
+            "restartCount": 0,
+            "image": "lumina/backend:new",
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}},
+        }
+    )
+
+
+def test_a_missing_configmap_key_is_a_config_failure() -> None:
+    pod = _config_error("couldn't find key BACKEND_URL in ConfigMap lumina/frontend-config")
+    found = rollout.classify("backend", pod, [], {}, NOW)
+    assert found is not None and found.reason is rollout.FailureReason.CONFIG
+    assert "BACKEND_URL" in found.summary
+
+
+def test_a_kubelet_cache_that_has_not_synced_yet_is_not_a_failure() -> None:
+    """Seen right after an API server restart: the kubelet retries and the pod starts."""
+    pod = _config_error("failed to sync configmap cache: timed out waiting for the condition")
+    assert rollout.classify("backend", pod, [], {}, NOW) is None
+
+
 def test_unschedulable_only_after_patience() -> None:
     def pending(seconds_ago: int) -> dict[str, Any]:
         when = (NOW - datetime.timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
