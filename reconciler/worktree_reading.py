@@ -177,6 +177,7 @@ class ListingMemo:
     def forget(self) -> None:
         """Events may have been lost: the next listing walks the whole tree."""
         self._remembered.clear()
+        self._walked_at = time.monotonic()
 
     def list(
         self,
@@ -188,7 +189,6 @@ class ListingMemo:
     ) -> dict[str, trees.FileEntry]:
         if time.monotonic() - self._walked_at > self._max_age:
             self.forget()
-            self._walked_at = time.monotonic()
         key = (prefix, prune, excluded)
         remembered = self._remembered.get(key)
         if (
