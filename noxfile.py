@@ -50,11 +50,12 @@ def _install_project(session: nox.Session, *groups: str) -> None:
 
 @nox.session(python=PY, tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """ruff on everything Python, mypy --strict on reconciler/ and plugins/."""
+    """ruff on everything Python, mypy --strict on reconciler/ and plugins/, import contracts."""
     _install_project(session, "lint")
     session.run("ruff", "check", "reconciler", "plugins", "bench", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "reconciler", "plugins", "bench", "noxfile.py")
     session.run("mypy", "--strict", "reconciler", "plugins")
+    session.run("lint-imports")
 
 
 @nox.session(python=PY, tags=["ci"])

@@ -17,7 +17,9 @@ import pathlib
 import sys
 
 from bench import measuring, stack
-from reconciler import providers, settings, wiring
+from reconciler import settings
+from reconciler.cli import wiring
+from reconciler.cluster import providers
 
 #: deploys to or depends on the shared cluster (see run.py --cluster-lock)
 USES_CLUSTER = True

@@ -14,7 +14,8 @@ import asyncio
 import pathlib
 
 from bench import measuring
-from reconciler import debouncing, settings
+from reconciler import settings
+from reconciler.inputs import debouncing
 
 NAME = "burst"
 TITLE = "Burst (git checkout of 5,000 files)"
@@ -63,7 +64,7 @@ async def _trial(
 
 
 async def _measure(root: pathlib.Path, trials: int) -> list[dict[str, float | int]]:
-    from reconciler import watching  # noqa: PLC0415 — reported as "not run" when missing
+    from reconciler.inputs import watching  # noqa: PLC0415 — reported as "not run" when missing
 
     defaults = settings.Settings(repo=root)
     debouncer = debouncing.Debouncer(
@@ -91,9 +92,11 @@ async def _measure(root: pathlib.Path, trials: int) -> list[dict[str, float | in
 
 def run(ctx: measuring.Context) -> measuring.GroupResult:
     try:
-        from reconciler import watching  # noqa: F401, PLC0415
+        from reconciler.inputs import watching  # noqa: F401, PLC0415
     except ImportError as exc:
-        raise measuring.NotRunError(f"reconciler.watching is not importable ({exc})") from exc
+        raise measuring.NotRunError(
+            f"reconciler.inputs.watching is not importable ({exc})"
+        ) from exc
     result = measuring.GroupResult(NAME, TITLE)
     root = ctx.work / "burst-repo"
     ctx.say(f"burst: two branches differing in {FILES:,} files")

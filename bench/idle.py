@@ -37,18 +37,9 @@ TARGET_RSS_MB = 150.0
 async def _child(repo: pathlib.Path) -> None:
     # The child alone needs the daemon's modules; `running` and `wiring` are imported for
     # their weight (kubernetes, pyhelm3, docker), since the real daemon loads them too.
-    from reconciler import (  # noqa: PLC0415
-        debouncing,
-        discovery,
-        metrics,
-        running,  # noqa: F401
-        serving,
-        settings,
-        snapshots,
-        watching,
-        wiring,  # noqa: F401
-        worktree_reading,
-    )
+    from reconciler import discovery, settings  # noqa: PLC0415
+    from reconciler.daemon import metrics, serving  # noqa: PLC0415
+    from reconciler.inputs import debouncing, snapshots, watching, worktree_reading  # noqa: PLC0415
 
     config = settings.load_settings(repo)
     plugins = discovery.discover_services(repo).plugins
@@ -97,7 +88,8 @@ def _sample(process: Any, seconds: float) -> dict[str, float]:
 
 
 def _running_daemon(repo: pathlib.Path) -> int | None:
-    from reconciler import locking, settings  # noqa: PLC0415
+    from reconciler import settings  # noqa: PLC0415
+    from reconciler.daemon import locking  # noqa: PLC0415
 
     config = settings.load_settings(repo)
     return locking.holder(config.repo_path(config.state_dir))
@@ -107,7 +99,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
     try:
         import psutil  # type: ignore[import-untyped]  # noqa: PLC0415
 
-        from reconciler import watching  # noqa: F401, PLC0415
+        from reconciler.inputs import watching  # noqa: F401, PLC0415
     except ImportError as exc:
         raise measuring.NotRunError(f"cannot import {exc.name} ({exc})") from exc
     result = measuring.GroupResult(NAME, TITLE)

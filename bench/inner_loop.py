@@ -29,7 +29,9 @@ import time
 from typing import Any
 
 from bench import measuring, stack
-from reconciler import discovery, settings, targets, wiring
+from reconciler import discovery, settings
+from reconciler.cli import wiring
+from reconciler.releasing import targets
 
 #: deploys to or depends on the shared cluster (see run.py --cluster-lock)
 USES_CLUSTER = True

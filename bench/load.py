@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 
 from bench import measuring, stack
-from reconciler import kube, settings
+from reconciler import settings
+from reconciler.cluster import kube
 
 #: deploys to or depends on the shared cluster (see run.py --cluster-lock)
 USES_CLUSTER = True

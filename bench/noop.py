@@ -21,20 +21,12 @@ import sys
 import textwrap
 
 from bench import measuring
-from reconciler import (
-    discovery,
-    kube,
-    metrics,
-    providers,
-    reconciling,
-    releasing,
-    settings,
-    snapshots,
-    state,
-    toolboxes,
-    wiring,
-    worktree_reading,
-)
+from reconciler import discovery, settings
+from reconciler.cli import wiring
+from reconciler.cluster import kube, providers
+from reconciler.cycle import reconciling, state, toolboxes
+from reconciler.daemon import metrics
+from reconciler.inputs import snapshots, worktree_reading
 
 NAME = "noop"
 TITLE = "No-op (docs-only commit, commit mode)"
@@ -83,7 +75,7 @@ def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> t
         provider=wiring.choose_provider(config),
         cluster=providers.ClusterInfo(kubeconfig, "closed", "127.0.0.1"),
         kube=kube.Kube(kubeconfig, "closed"),
-        releaser=releasing.Releaser(
+        releaser=helm.Releaser(
             helm=str(helm),
             kubeconfig=kubeconfig,
             kube_context="closed",

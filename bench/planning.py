@@ -17,7 +17,9 @@ import pstats
 import time
 
 from bench import measuring
-from reconciler import contexts, git_reading, planning, services, worktree_reading
+from reconciler import services
+from reconciler.cycle import planning
+from reconciler.inputs import contexts, git_reading, worktree_reading
 
 NAME = "planning"
 TITLE = "Planning at scale (50,000-file context)"
@@ -69,12 +71,12 @@ def _baseline(inputs: contexts.ServiceInputs) -> planning.Baseline:
 
 #: (module file suffix, function) -> label, for the profile breakdown of one re-plan
 _PARTS = {
-    ("reconciler/ignoring.py", "excluded"): ".dockerignore matching",
-    ("reconciler/ignoring.py", "prune"): ".dockerignore matching",
+    ("reconciler/inputs/ignoring.py", "excluded"): ".dockerignore matching",
+    ("reconciler/inputs/ignoring.py", "prune"): ".dockerignore matching",
     ("~", "<method 'stat' of 'posix.DirEntry' objects>"): "stat",
-    ("reconciler/digests.py", "service_digest"): "digest",
-    ("reconciler/planning.py", "changed_paths"): "diff for reasons",
-    ("reconciler/worktree_reading.py", "save"): "cache save",
+    ("reconciler/inputs/digests.py", "service_digest"): "digest",
+    ("reconciler/cycle/planning.py", "changed_paths"): "diff for reasons",
+    ("reconciler/inputs/worktree_reading.py", "save"): "cache save",
 }
 
 

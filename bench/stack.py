@@ -22,7 +22,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench import measuring
-from reconciler import kube, locking, providers, settings, wiring
+from reconciler import settings
+from reconciler.cli import wiring
+from reconciler.cluster import kube, providers
+from reconciler.daemon import locking
 
 SERVICES = ("backend", "chatbot", "frontend")
 #: per service: a source file the image is built from, and its line-comment marker

@@ -8,14 +8,14 @@ restores those backups.
 
 import json
 
-from reconciler import services
+from reconciler import plugin_api
 
 _BACKUP = ("python", "-m", "app.backup", "--json")
 #: Backups kept on the volume; each is a full copy of the database.
 KEEP = 5
 
 
-def back_up_before_upgrade(service: services.UpgradingService) -> str:
+def back_up_before_upgrade(service: plugin_api.UpgradingService) -> str:
     """Back the database up in the pod that still serves it; name the file made.
 
     The label names the upgrade: the release revision whose data this is, and the
@@ -25,7 +25,7 @@ def back_up_before_upgrade(service: services.UpgradingService) -> str:
     label = f"rev{service.revision}-before-{tag}" if service.revision else f"before-{tag}"
     try:
         out = service.run([*_BACKUP, "create", "--label", label, "--keep", str(KEEP)], timeout=300)
-    except services.PodCommandError as exc:
+    except plugin_api.PodCommandError as exc:
         if exc.exit_code == 1 and "No module named app.backup" in exc.output:
             # Only the upgrade that brings backups in meets this; refusing it would
             # keep backups out for good.
@@ -35,22 +35,22 @@ def back_up_before_upgrade(service: services.UpgradingService) -> str:
     return f"backed up the database to {made['path']} ({made['size']} bytes, integrity ok)"
 
 
-plugin = services.ServicePlugin(
-    name=services.ServiceName("backend"),
+plugin = plugin_api.ServicePlugin(
+    name=plugin_api.ServiceName("backend"),
     context="services/backend",
     dockerfile="services/backend/Dockerfile",
     image="lumina/backend",
     values_key="backend",
-    liveness=services.Probe("/api/health", 8000),
-    readiness=services.Probe("/api/ready", 8000),
+    liveness=plugin_api.Probe("/api/health", 8000),
+    readiness=plugin_api.Probe("/api/ready", 8000),
     secrets=(
-        services.SecretSpec(
+        plugin_api.SecretSpec(
             secret="backend-secrets",
             key="JWT_SECRET_KEY",
-            source=services.SecretSource.GENERATED,
+            source=plugin_api.SecretSource.GENERATED,
             description="signs users' session tokens",
         ),
-        services.SecretSpec(
+        plugin_api.SecretSpec(
             secret="backend-secrets",
             key="SMTP_PASSWORD",
             required=False,
@@ -58,6 +58,6 @@ plugin = services.ServicePlugin(
         ),
     ),
     pre_upgrade=back_up_before_upgrade,
-    database=services.DatabaseCommands(list=(*_BACKUP, "list"), restore=(*_BACKUP, "restore")),
+    database=plugin_api.DatabaseCommands(list=(*_BACKUP, "list"), restore=(*_BACKUP, "restore")),
     description="FastAPI + SQLModel on SQLite (one replica, Recreate).",
 )

@@ -1,17 +1,17 @@
 """The chatbot: an Agents-SDK agent managing a user's todos through MCP tools."""
 
-from reconciler import services
+from reconciler import plugin_api
 
-plugin = services.ServicePlugin(
-    name=services.ServiceName("chatbot"),
+plugin = plugin_api.ServicePlugin(
+    name=plugin_api.ServiceName("chatbot"),
     context="services/chatbot",
     dockerfile="services/chatbot/Dockerfile",
     image="lumina/chatbot",
     values_key="chatbot",
-    liveness=services.Probe("/health", 8001),
-    readiness=services.Probe("/ready", 8001),
+    liveness=plugin_api.Probe("/health", 8001),
+    readiness=plugin_api.Probe("/ready", 8001),
     secrets=(
-        services.SecretSpec(
+        plugin_api.SecretSpec(
             secret="chatbot-secrets",
             key="OPENAI_API_KEY",
             required=False,

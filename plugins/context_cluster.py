@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from reconciler import errors, kube, providers, settings
+from reconciler import plugin_api
 
 
 class ContextProvider:
@@ -24,7 +24,7 @@ class ContextProvider:
             os.environ.get("KUBECONFIG", pathlib.Path.home() / ".kube" / "config")
         )
 
-    def configure(self, config: settings.Settings) -> None:
+    def configure(self, config: plugin_api.Settings) -> None:
         """The repository's settings (file, then LUMINA_* variables) name context and namespace."""
         self.context = config.kube_context or self.context
         self.namespace = config.namespace
@@ -32,24 +32,24 @@ class ContextProvider:
     def available(self) -> bool:
         return self.kubeconfig.exists()
 
-    def ensure_up(self) -> providers.ClusterInfo:
-        connection = kube.Kube(self.kubeconfig, self.context)
+    def ensure_up(self) -> plugin_api.ClusterInfo:
+        connection = plugin_api.KubeConnection(self.kubeconfig, self.context)
         try:
             version = connection.version()
-        except errors.LuminaError as exc:
-            raise errors.PermanentError(
+        except plugin_api.LuminaError as exc:
+            raise plugin_api.PermanentError(
                 f"kube context {self.context or '(current)'}: "
                 f"the API server is not reachable ({exc})",
                 hint="check the context with `kubectl --context ... get ns`",
             ) from exc
         for resource, group in (("deployments", "apps"), ("secrets", ""), ("services", "")):
             if not connection.can_i("patch", resource, self.namespace, group):
-                raise errors.PermanentError(
+                raise plugin_api.PermanentError(
                     f"kube context {self.context or '(current)'} ({version}) may not write "
                     f"{resource} in namespace {self.namespace}",
                     hint="ask for RBAC on that namespace, or choose another with LUMINA_NAMESPACE",
                 )
-        return providers.ClusterInfo(
+        return plugin_api.ClusterInfo(
             kubeconfig=self.kubeconfig, context=self.context or "", node_ip=""
         )
 
@@ -58,8 +58,9 @@ class ContextProvider:
 
     def status(self) -> dict[str, str]:
         try:
-            return {"api-server": f"running ({kube.Kube(self.kubeconfig, self.context).version()})"}
-        except errors.LuminaError as exc:
+            version = plugin_api.KubeConnection(self.kubeconfig, self.context).version()
+            return {"api-server": f"running ({version})"}
+        except plugin_api.LuminaError as exc:
             return {"api-server": f"unreachable: {exc.message}"}
 
     def docker_env(self) -> dict[str, str]:

@@ -1,14 +1,14 @@
 """The Next.js frontend: the only service users reach (NodePort 30080)."""
 
-from reconciler import services
+from reconciler import plugin_api
 
-plugin = services.ServicePlugin(
-    name=services.ServiceName("frontend"),
+plugin = plugin_api.ServicePlugin(
+    name=plugin_api.ServiceName("frontend"),
     context="services/frontend",
     dockerfile="services/frontend/Dockerfile",
     image="lumina/frontend",
     values_key="frontend",
-    liveness=services.Probe("/api/health", 3000),
-    readiness=services.Probe("/api/health", 3000),
+    liveness=plugin_api.Probe("/api/health", 3000),
+    readiness=plugin_api.Probe("/api/health", 3000),
     description="Next.js 16 UI; its route handlers call backend and chatbot.",
 )

@@ -7,7 +7,7 @@ import pathlib
 import shutil
 import subprocess
 
-from reconciler import errors, providers
+from reconciler import plugin_api
 
 CLUSTER = os.environ.get("LUMINA_KIND_CLUSTER", "lumina")
 
@@ -15,7 +15,7 @@ CLUSTER = os.environ.get("LUMINA_KIND_CLUSTER", "lumina")
 def _kind(*args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(["kind", *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise errors.PermanentError(
+        raise plugin_api.PermanentError(
             f"kind {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-800:]}"
         )
     return result
@@ -30,7 +30,7 @@ class KindProvider:
     def _exists(self) -> bool:
         return CLUSTER in _kind("get", "clusters").stdout.split()
 
-    def ensure_up(self) -> providers.ClusterInfo:
+    def ensure_up(self) -> plugin_api.ClusterInfo:
         if not self._exists():
             _kind("create", "cluster", "--name", CLUSTER, "--wait", "120s")
         kubeconfig = pathlib.Path(
@@ -49,7 +49,7 @@ class KindProvider:
             text=True,
             check=False,
         ).stdout.strip()
-        return providers.ClusterInfo(kubeconfig=kubeconfig, context=f"kind-{CLUSTER}", node_ip=ip)
+        return plugin_api.ClusterInfo(kubeconfig=kubeconfig, context=f"kind-{CLUSTER}", node_ip=ip)
 
     def down(self) -> None:
         # kind has no stop; stopping the node container keeps its volumes for `up`.

@@ -12,7 +12,7 @@ import pathlib
 import shutil
 import subprocess
 
-from reconciler import errors, providers
+from reconciler import plugin_api
 
 PROFILE = os.environ.get("LUMINA_MINIKUBE_PROFILE", "minikube")
 START_ARGS = ("--memory=4096", "--cpus=2")
@@ -23,7 +23,7 @@ def _minikube(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
         ["minikube", "-p", PROFILE, *args], capture_output=True, text=True, check=False
     )
     if check and result.returncode != 0:
-        raise errors.PermanentError(
+        raise plugin_api.PermanentError(
             f"minikube {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-800:]}",
             hint="see `minikube logs`",
         )
@@ -43,13 +43,13 @@ class MinikubeProvider:
         except ValueError:
             return False
 
-    def ensure_up(self) -> providers.ClusterInfo:
+    def ensure_up(self) -> plugin_api.ClusterInfo:
         if not self._running():
             _minikube("start", *START_ARGS)
         kubeconfig = pathlib.Path(
             os.environ.get("KUBECONFIG", pathlib.Path.home() / ".kube" / "config")
         )
-        return providers.ClusterInfo(
+        return plugin_api.ClusterInfo(
             kubeconfig=kubeconfig, context=PROFILE, node_ip=_minikube("ip").stdout.strip()
         )
 

@@ -1,3 +1,3 @@
-from reconciler import cli
+from reconciler.cli import main
 
-cli.main()
+main.main()

@@ -16,7 +16,8 @@ import pathlib
 import re
 from collections.abc import Callable, Iterable
 
-from reconciler import errors, providers, services
+from reconciler import errors, services
+from reconciler.cluster import providers
 
 SERVICE_GROUP = "lumina.plugins"
 PROVIDER_GROUP = "lumina.providers"

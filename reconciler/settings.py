@@ -21,7 +21,7 @@ from reconciler import errors
 
 ENV_PREFIX = "LUMINA_"
 CONFIG_FILE = pathlib.Path("config/lumina.toml")
-#: Credentials, not settings: read by :mod:`reconciler.registries` from the secrets file or
+#: Credentials, not settings: read by :mod:`reconciler.building.registries` from the secrets file or
 #: the environment, so they are never part of a settings object that may be shown or saved.
 CREDENTIAL_VARIABLES = frozenset({"LUMINA_REGISTRY_USERNAME", "LUMINA_REGISTRY_PASSWORD"})
 

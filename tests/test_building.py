@@ -13,7 +13,9 @@ import uuid
 import pytest
 from conftest import commit_all, git, write
 
-from reconciler import building, contexts, git_reading, packing, services, worktree_reading
+from reconciler import services
+from reconciler.building import builds, packing
+from reconciler.inputs import contexts, git_reading, worktree_reading
 
 
 def _plugin(name: str) -> services.ServicePlugin:
@@ -30,7 +32,7 @@ def _plugin(name: str) -> services.ServicePlugin:
 
 @pytest.fixture
 def docker_client() -> object:
-    return building.connect({})
+    return builds.connect({})
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def test_image_holds_exactly_the_planned_files(
     inputs = contexts.service_inputs(plugin, source)
     lines: list[str] = []
     built = asyncio.run(
-        building.build(
+        builds.build(
             docker_client,
             plugin,
             inputs,
@@ -92,7 +94,7 @@ def test_image_holds_exactly_the_planned_files(
     assert files["app/link"].issym() and files["app/link"].linkname == "app.py"
 
     again = asyncio.run(
-        building.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
+        builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
     )
     assert again.reused, "an image already present under its digest tag must not be rebuilt"
     subprocess.run(["docker", "rmi", built.reference], check=True, capture_output=True)
@@ -106,7 +108,7 @@ def test_commit_mode_builds_the_committed_content(
     source = git_reading.CommitSource(git_reading.open_repository(context_repo), "main")
     inputs = contexts.service_inputs(plugin, source)
     built = asyncio.run(
-        building.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
+        builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
     )
     container = subprocess.run(
         ["docker", "create", built.reference, "/x"], check=True, capture_output=True, text=True
@@ -130,9 +132,9 @@ def test_failed_build_names_the_step(context_repo: pathlib.Path, docker_client: 
     plugin = _plugin(f"broken-{uuid.uuid4().hex[:8]}")
     source = worktree_reading.WorktreeSource(context_repo)
     inputs = contexts.service_inputs(plugin, source)
-    with pytest.raises(building.BuildError) as caught:
+    with pytest.raises(builds.BuildError) as caught:
         asyncio.run(
-            building.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
+            builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
         )
     assert caught.value.step is not None
     assert caught.value.step.startswith("Step 3/") and caught.value.step.endswith(
@@ -148,9 +150,9 @@ def test_dockerfile_syntax_error_is_a_build_error(
     plugin = _plugin(f"syntax-{uuid.uuid4().hex[:8]}")
     source = worktree_reading.WorktreeSource(context_repo)
     inputs = contexts.service_inputs(plugin, source)
-    with pytest.raises(building.BuildError, match=r"FROMM|unknown instruction"):
+    with pytest.raises(builds.BuildError, match=r"FROMM|unknown instruction"):
         asyncio.run(
-            building.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
+            builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
         )
 
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from reconciler import locking, metrics, serving
+from reconciler.daemon import locking, metrics, serving
 
 
 def test_second_holder_is_refused_with_the_first_pid(tmp_path: pathlib.Path) -> None:
@@ -23,7 +23,7 @@ def test_second_holder_is_refused_with_the_first_pid(tmp_path: pathlib.Path) -> 
             "-c",
             textwrap.dedent(f"""
             import pathlib, time
-            from reconciler import locking
+            from reconciler.daemon import locking
             lock = locking.RepositoryLock(pathlib.Path({str(tmp_path)!r}))
             lock.acquire()
             print("locked", flush=True)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from reconciler import debouncing
+from reconciler.inputs import debouncing
 
 QUIET = 0.15
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler import disks, errors
+from reconciler import errors
+from reconciler.building import disks
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from reconciler import drifting
+from reconciler.releasing import drifting
 
 DESIRED: dict[str, Any] = {
     "apiVersion": "apps/v1",

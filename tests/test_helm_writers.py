@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler import releasing
+from reconciler.releasing import helm
 
 
 @pytest.fixture
@@ -29,14 +29,14 @@ def orphan_helm() -> Iterator[subprocess.Popen[bytes]]:
 def test_a_running_helm_upgrade_of_the_release_is_found(
     orphan_helm: subprocess.Popen[bytes],
 ) -> None:
-    assert releasing.helm_writers("shop", "apps") == [orphan_helm.pid]
+    assert helm.helm_writers("shop", "apps") == [orphan_helm.pid]
 
 
 def test_other_releases_namespaces_and_ended_processes_are_not(
     orphan_helm: subprocess.Popen[bytes],
 ) -> None:
-    assert releasing.helm_writers("shop", "other") == []
-    assert releasing.helm_writers("other", "apps") == []
+    assert helm.helm_writers("shop", "other") == []
+    assert helm.helm_writers("other", "apps") == []
     orphan_helm.kill()
     orphan_helm.wait()
-    assert releasing.helm_writers("shop", "apps") == []
+    assert helm.helm_writers("shop", "apps") == []

@@ -11,7 +11,8 @@ import pathlib
 import random
 import shutil
 
-from reconciler import contexts, services, worktree_reading
+from reconciler import services
+from reconciler.inputs import contexts, worktree_reading
 
 PLUGIN = services.ServicePlugin(
     name=services.ServiceName("app"),

@@ -9,16 +9,9 @@ import time
 
 from conftest import PlanRunner, commit_all, git, rebuilds, write
 
-from reconciler import (
-    contexts,
-    discovery,
-    planning,
-    services,
-    settings,
-    snapshots,
-    state,
-    worktree_reading,
-)
+from reconciler import discovery, services, settings
+from reconciler.cycle import planning, state
+from reconciler.inputs import contexts, snapshots, worktree_reading
 
 
 def test_backend_source_edit_plans_backend_only(

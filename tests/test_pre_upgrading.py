@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 from plugins import backend
-from reconciler import db_commands, errors, kube, pod_commands, pre_upgrading, services
+from reconciler import errors, services
+from reconciler.cli import db_commands
+from reconciler.cluster import kube, pod_commands
+from reconciler.releasing import pre_upgrading
 
 
 def _deployment(name: str, image: str, checksum: str = "c1") -> dict[str, Any]:

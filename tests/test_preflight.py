@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from reconciler import preflight
+from reconciler.releasing import preflight
 
 
 def _deployment(

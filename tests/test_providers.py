@@ -15,7 +15,8 @@ import textwrap
 import pytest
 
 from plugins import kind_cluster, minikube_cluster
-from reconciler import discovery, errors, settings, wiring
+from reconciler import discovery, errors, settings
+from reconciler.cli import wiring
 
 
 def _stand_in(bin_dir: pathlib.Path, name: str, body: str) -> pathlib.Path:

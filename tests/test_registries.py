@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import RegistryServer, write
 
-from reconciler import building, errors, registries
+from reconciler import errors
+from reconciler.building import builds, registries
 
 
 @pytest.fixture
 def docker_client() -> object:
-    return building.connect({})
+    return builds.connect({})
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from reconciler import secrets, services
+from reconciler import services
+from reconciler.cluster import secrets
 
 
 def _plugin(*specs: services.SecretSpec) -> services.ServicePlugin:

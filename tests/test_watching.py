@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from conftest import commit_all, git, write
 
-from reconciler import debouncing, errors, settings, watching
+from reconciler import errors, settings
+from reconciler.inputs import debouncing, watching
 
 QUIET = 0.5
 #: Long enough that a second batch of the same burst would have shown up.

@@ -17,7 +17,7 @@ import platform
 import shutil
 import subprocess
 
-from reconciler import errors, providers
+from reconciler import plugin_api
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent / "scripts"
 CONTEXT = "lumina-local"
@@ -62,9 +62,9 @@ class LocalClusterProvider:
         go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
         return built or go is not None
 
-    def ensure_up(self) -> providers.ClusterInfo:
+    def ensure_up(self) -> plugin_api.ClusterInfo:
         if not self.available():
-            raise errors.PermanentError(
+            raise plugin_api.PermanentError(
                 "the local cluster cannot run here",
                 hint="it needs Linux, root, and Go (or binaries already built in "
                 f"{cache_dir() / 'k8s'}); use minikube, or set LUMINA_CLUSTER to an "
@@ -72,7 +72,7 @@ class LocalClusterProvider:
             )
         if not self._healthy():
             self._run("up.sh", what="starting the local cluster")
-        return providers.ClusterInfo(
+        return plugin_api.ClusterInfo(
             kubeconfig=self.kubeconfig, context=CONTEXT, node_ip=self._node_ip()
         )
 
@@ -112,7 +112,7 @@ class LocalClusterProvider:
         try:
             return path.read_text().strip()
         except OSError as error:
-            raise errors.PermanentError(
+            raise plugin_api.PermanentError(
                 f"the local cluster has no recorded node IP ({path}: {error.strerror})",
                 hint=f"run {SCRIPTS / 'up.sh'} and read its output",
             ) from error
@@ -125,7 +125,7 @@ class LocalClusterProvider:
         if result.returncode != 0:
             logs = self.log_directory()
             detail = f": {output}" if output else ""
-            raise errors.PermanentError(
+            raise plugin_api.PermanentError(
                 f"{what} failed ({script} exited {result.returncode}){detail}",
                 hint=f"component logs are in {logs}; "
                 f"`{SCRIPTS / 'status.sh'}` shows which part is down",

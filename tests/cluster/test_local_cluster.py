@@ -21,7 +21,7 @@ from kubernetes import client, config
 from kubernetes.client import exceptions
 
 from plugins.local_cluster import provider as local
-from reconciler import providers
+from reconciler.cluster import providers
 
 BUSYBOX = "lumina.local/busybox:latest"
 NON_ROOT_UID = 10001

@@ -22,7 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import kube, settings, wiring
+from reconciler import settings
+from reconciler.cli import wiring
+from reconciler.cluster import kube
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FRONTEND = "http://127.0.0.1:30080"

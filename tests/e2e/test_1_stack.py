@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from conftest import FRONTEND, helm_status, kubectl, run, wait_for
 
-from reconciler import kube
+from reconciler.cluster import kube
 
 NAMESPACE = "lumina"
 

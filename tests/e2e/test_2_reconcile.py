@@ -31,7 +31,7 @@ from conftest import (
     wait_for,
 )
 
-from reconciler import kube
+from reconciler.cluster import kube
 
 BACKEND_MAIN = "services/backend/app/main.py"
 

@@ -35,7 +35,8 @@ from conftest import (
     wait_for,
 )
 
-from reconciler import building, kube
+from reconciler.building import builds
+from reconciler.cluster import kube
 
 SERVICES = ("backend", "chatbot", "frontend")
 BACKEND_MAIN = "services/backend/app/main.py"
@@ -98,7 +99,7 @@ def _container(cluster: kube.Kube, service: str) -> tuple[dict[str, Any], dict[s
 def _assert_pods_run_what_the_registry_holds(
     cluster: kube.Kube, prefix: str, tags: dict[str, str]
 ) -> None:
-    docker = building.connect({})
+    docker = builds.connect({})
     for service in SERVICES:
         spec, status = _container(cluster, service)
         reference = f"{prefix}/{service}:{tags[service]}"

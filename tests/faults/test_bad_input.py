@@ -18,7 +18,8 @@ import time
 import lumina_stack
 import pytest
 
-from reconciler import secrets, services
+from reconciler import services
+from reconciler.cluster import secrets
 
 
 def _refused(output: str, *expected: str) -> None:

@@ -1,0 +1,192 @@
+"""Building images with the Docker engine the cluster uses.
+
+Who calls it: :mod:`reconciler.cycle.reconciling`, once per service to rebuild, up to
+``build_concurrency`` at a time. Only this module and :mod:`reconciler.building.registries` (its
+pushes) import the docker SDK. The engine is the one the cluster provider names
+(``docker_env``); the context is the tar from :mod:`reconciler.building.packing`, so the image
+holds exactly what the digest covers. An image already present under its digest tag is
+never built again — also when it is only there under another repository name (the
+plugin's local name, before a registry was set): the same digest is the same image, so
+it is tagged, not rebuilt. Build output is streamed line by line to a callback (the log,
+a progress display).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pathlib
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+
+from reconciler import errors, services
+from reconciler.building import packing
+from reconciler.inputs import contexts
+
+LogLine = Callable[[str, str], None]
+_STEP = re.compile(r"^Step \d+/\d+ : .*")
+
+
+class BuildError(errors.PermanentError):
+    """The image did not build; ``step`` is the Dockerfile step that failed."""
+
+    def __init__(self, service: str, message: str, step: str | None, log_tail: list[str]) -> None:
+        where = f" at {step!r}" if step else ""
+        hint = "fix the Dockerfile or sources; the running release is untouched"
+        if "no space left on device" in message.lower():
+            hint = "free disk space for the Docker engine; the running release is untouched"
+        super().__init__(f"build of {service} failed{where}: {message}", hint=hint)
+        self.service = service
+        self.step = step
+        self.log_tail = log_tail
+
+
+class EngineUnavailableError(errors.TemporaryError):
+    """The Docker engine does not answer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltImage:
+    service: str
+    image: str
+    tag: str
+    reused: bool
+    seconds: float
+
+    @property
+    def reference(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+
+def connect(environment: Mapping[str, str]) -> docker.DockerClient:
+    """A client of the engine ``environment`` names (DOCKER_HOST …), checked alive."""
+    try:
+        client = docker.from_env(environment=dict(environment), timeout=600)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(
+            f"the Docker engine does not answer: {exc}",
+            hint="start it (tools/ensure-docker.sh) and the next cycle retries",
+            retry_after=10,
+        ) from exc
+    return client
+
+
+def local_data_root(client: docker.DockerClient) -> pathlib.Path | None:
+    """Where the engine keeps images, when it runs on this machine (a unix socket)."""
+    if not str(client.api.base_url).startswith("http+docker://localhost"):
+        return None  # a remote engine's disk is not ours to measure
+    try:
+        root = client.info().get("DockerRootDir")
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(f"the Docker engine does not answer: {exc}") from exc
+    return pathlib.Path(root) if root and pathlib.Path(root).exists() else None
+
+
+def image_exists(client: docker.DockerClient, reference: str) -> bool:
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(f"the Docker engine does not answer: {exc}") from exc
+    return True
+
+
+def _tag_existing(client: docker.DockerClient, existing: str, image: str, tag: str) -> bool:
+    """Give ``existing`` the name ``image:tag`` too; False when ``existing`` is absent."""
+    try:
+        return bool(client.images.get(existing).tag(image, tag))
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(f"the Docker engine does not answer: {exc}") from exc
+
+
+def _build_blocking(
+    client: docker.DockerClient,
+    plugin: services.ServicePlugin,
+    inputs: contexts.ServiceInputs,
+    source: contexts.Source,
+    log: LogLine,
+    *,
+    reference: str,
+) -> None:
+    context, dockerfile = packing.pack(plugin, inputs, source)
+    step: str | None = None
+    tail: list[str] = []
+    try:
+        stream: Any = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            dockerfile=dockerfile,
+            tag=reference,
+            buildargs=dict(plugin.build_args),
+            labels={"io.lumina.service": plugin.name, "io.lumina.digest": inputs.digest},
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in str(chunk["stream"]).splitlines():
+                    if not line.strip():
+                        continue
+                    if _STEP.match(line):
+                        step = line
+                    tail = [*tail[-19:], line]
+                    log(plugin.name, line)
+            elif "error" in chunk:
+                message = str(chunk.get("error", "")).strip()
+                log(plugin.name, f"ERROR {message}")
+                raise BuildError(plugin.name, message, step, tail)
+    except docker.errors.APIError as exc:
+        raise BuildError(plugin.name, str(exc.explanation or exc), step, tail) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailableError(f"the Docker engine failed during a build: {exc}") from exc
+    finally:
+        context.close()
+
+
+async def build(
+    client: docker.DockerClient,
+    plugin: services.ServicePlugin,
+    inputs: contexts.ServiceInputs,
+    source: contexts.Source,
+    *,
+    log: LogLine,
+    timeout: float,
+    image: str | None = None,
+) -> BuiltImage:
+    """Build ``plugin``'s image as ``image`` (default: the plugin's own name) tagged with
+    its digest, unless it already exists under either name."""
+    image = image or plugin.image
+    reference = f"{image}:{inputs.tag}"
+    started = time.monotonic()
+    if await asyncio.to_thread(image_exists, client, reference):
+        return BuiltImage(plugin.name, image, inputs.tag, True, 0.0)
+    if image != plugin.image and await asyncio.to_thread(
+        _tag_existing, client, f"{plugin.image}:{inputs.tag}", image, inputs.tag
+    ):
+        return BuiltImage(plugin.name, image, inputs.tag, True, 0.0)
+    loop = asyncio.get_running_loop()
+
+    def threadsafe_log(service: str, line: str) -> None:
+        loop.call_soon_threadsafe(log, service, line)
+
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(
+                _build_blocking, client, plugin, inputs, source, threadsafe_log, reference=reference
+            ),
+            timeout,
+        )
+    except TimeoutError as exc:
+        raise BuildError(plugin.name, f"timed out after {timeout:.0f}s", None, []) from exc
+    return BuiltImage(plugin.name, image, inputs.tag, False, time.monotonic() - started)

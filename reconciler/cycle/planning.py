@@ -1,0 +1,192 @@
+"""Change planning: which images to rebuild and whether the release needs an upgrade.
+
+Pure: build inputs and a baseline in, a :class:`Plan` out. Who calls it: the ``plan``
+command and the reconcile loop. A service is rebuilt exactly when its digest differs
+from the baseline's (the deployed state, or a revision given with ``--since``); the
+chart's own digest decides whether Helm must run even when no image changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler import services
+from reconciler.inputs import contexts, trees
+
+MAX_REASON_PATHS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """What the current state is compared with."""
+
+    label: str
+    digests: Mapping[str, str]
+    #: per service, the files behind its baseline digest, when known (for reasons)
+    files: Mapping[str, Mapping[str, trees.FileEntry]]
+    chart_digest: str | None
+    chart_files: Mapping[str, trees.FileEntry] | None = None
+
+
+EMPTY_BASELINE = Baseline(label="nothing deployed yet", digests={}, files={}, chart_digest=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServicePlan:
+    name: services.ServiceName
+    digest: str
+    tag: str
+    rebuild: bool
+    reasons: tuple[str, ...]
+    changed_paths: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    baseline: str
+    services: tuple[ServicePlan, ...]
+    chart_digest: str
+    chart_changed: bool
+    chart_reasons: tuple[str, ...]
+
+    @property
+    def rebuilds(self) -> tuple[ServicePlan, ...]:
+        return tuple(service for service in self.services if service.rebuild)
+
+    @property
+    def needs_upgrade(self) -> bool:
+        """Whether Helm must run: a new image or a changed chart."""
+        return self.chart_changed or bool(self.rebuilds)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline,
+            "services": [
+                {
+                    "name": service.name,
+                    "digest": service.digest,
+                    "tag": service.tag,
+                    "rebuild": service.rebuild,
+                    "reasons": list(service.reasons),
+                    "changed_paths": service.changed_paths,
+                }
+                for service in self.services
+            ],
+            "chart": {
+                "digest": self.chart_digest,
+                "upgrade": self.chart_changed,
+                "reasons": list(self.chart_reasons),
+            },
+            "helm_upgrade": self.needs_upgrade,
+        }
+
+
+def changed_paths(
+    before: Mapping[str, trees.FileEntry], after: Mapping[str, trees.FileEntry]
+) -> list[str]:
+    """Human-readable differences between two listings, sorted by path."""
+    changes: list[str] = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        if old is None:
+            changes.append(f"added {path}")
+        elif new is None:
+            changes.append(f"deleted {path}")
+        elif old.oid == new.oid:
+            changes.append(f"mode {old.mode}->{new.mode} {path}")
+        elif trees.SYMLINK in (old.mode, new.mode):
+            changes.append(f"symlink changed {path}")
+        else:
+            changes.append(f"modified {path}")
+    return changes
+
+
+def _summarise(changes: list[str]) -> tuple[str, ...]:
+    shown = changes[:MAX_REASON_PATHS]
+    if len(changes) > MAX_REASON_PATHS:
+        shown.append(f"… and {len(changes) - MAX_REASON_PATHS} more ({len(changes)} paths changed)")
+    return tuple(shown)
+
+
+def _service_plan(inputs: contexts.ServiceInputs, baseline: Baseline) -> ServicePlan:
+    previous = baseline.digests.get(inputs.name)
+    if previous == inputs.digest:
+        return ServicePlan(
+            inputs.name, inputs.digest, inputs.tag, False, (f"unchanged since {baseline.label}",), 0
+        )
+    if previous is None:
+        reasons: tuple[str, ...] = (
+            (baseline.label,) if baseline is EMPTY_BASELINE else (f"new: not in {baseline.label}",)
+        )
+        return ServicePlan(inputs.name, inputs.digest, inputs.tag, True, reasons, len(inputs.files))
+    before = baseline.files.get(inputs.name)
+    if before is None:
+        return ServicePlan(
+            inputs.name,
+            inputs.digest,
+            inputs.tag,
+            True,
+            (f"inputs differ from {baseline.label} (digest {previous[:12]})",),
+            0,
+        )
+    changes = changed_paths(before, inputs.files)
+    if not changes:
+        # Same files, different digest: only the build arguments can differ.
+        changes = ["build arguments changed"]
+    return ServicePlan(
+        inputs.name, inputs.digest, inputs.tag, True, _summarise(changes), len(changes)
+    )
+
+
+def plan(
+    current: Sequence[contexts.ServiceInputs],
+    chart_digest: str,
+    chart_files: Mapping[str, trees.FileEntry],
+    baseline: Baseline,
+) -> Plan:
+    """Compare the current inputs with ``baseline``."""
+    service_plans = tuple(_service_plan(inputs, baseline) for inputs in current)
+    chart_reasons: tuple[str, ...]
+    if baseline.chart_digest == chart_digest:
+        chart_changed, chart_reasons = False, (f"chart unchanged since {baseline.label}",)
+    elif baseline.chart_digest is None or baseline.chart_files is None:
+        chart_changed = True
+        chart_reasons = (
+            (baseline.label,) if baseline is EMPTY_BASELINE else (f"not in {baseline.label}",)
+        )
+    else:
+        chart_changed = True
+        chart_reasons = _summarise(changed_paths(baseline.chart_files, chart_files))
+    return Plan(
+        baseline=baseline.label,
+        services=service_plans,
+        chart_digest=chart_digest,
+        chart_changed=chart_changed,
+        chart_reasons=chart_reasons,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """How each image to deploy reaches the cluster."""
+
+    #: built (or found in the local engine), then pushed or loaded into the nodes
+    build: tuple[str, ...]
+    #: already in the registry: neither built nor pushed, the nodes pull it
+    in_registry: tuple[str, ...]
+
+
+def deliveries(changed: Sequence[str], in_registry: Mapping[str, bool]) -> Delivery:
+    """Split the services to deploy by the registry's answer (empty: no registry).
+
+    The registry's answer is the only one trusted: a local image proves nothing about
+    what the cluster can pull, and another clone may have pushed the digest already.
+    """
+    return Delivery(
+        build=tuple(name for name in changed if not in_registry.get(name, False)),
+        in_registry=tuple(name for name in changed if in_registry.get(name, False)),
+    )

@@ -1,0 +1,192 @@
+"""The long-running daemon: triggers in, one cycle at a time, status out.
+
+Who calls it: ``lumina-reconcile run``. Long-lived pieces — the watcher's thread, the
+status server, the cycle task — are started by name and stopped in reverse order. On
+SIGTERM or SIGINT a running cycle is cancelled: a build is abandoned before anything
+reaches Helm, an upgrade's helm process is terminated and the release is brought back
+to its last deployed revision, then state is saved and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from reconciler import settings
+from reconciler.cycle import outcomes, reconciling, state, toolboxes
+from reconciler.daemon import serving
+from reconciler.inputs import debouncing, watching, worktree_reading
+from reconciler.releasing import drifting
+
+log = logging.getLogger("lumina.daemon")
+
+
+def status_document(
+    box: toolboxes.Toolbox,
+    last: outcomes.CycleResult | None,
+    started_at: float,
+    drift: list[drifting.Drift] | None = None,
+) -> dict[str, Any]:
+    """What ``/status`` and ``status --json`` show: state and outcomes, never a secret."""
+    saved = state.load(box.state_dir)
+    return {
+        "repository": str(box.config.repo),
+        "mode": box.config.mode.value,
+        "namespace": box.config.namespace,
+        "release": box.config.release,
+        "revision": saved.revision,
+        "daemon": {"pid": os.getpid(), "started_at": started_at},
+        "services": {
+            name: {"tag": image.tag, "digest": image.digest, "image": image.image}
+            for name, image in sorted(saved.services.items())
+        },
+        "last_cycle": last.to_json() if last else (saved.history[-1] if saved.history else None),
+        "last_failure": saved.last_failure,
+        "drift": [item.to_json() for item in drift or []],
+    }
+
+
+class Daemon:
+    def __init__(self, box: toolboxes.Toolbox) -> None:
+        self.box = box
+        self.last: outcomes.CycleResult | None = None
+        self.started_at = time.time()
+        self.cycles = 0
+        self.drift: list[drifting.Drift] = []
+        self._busy = False
+        self._correct_drift = False
+        if box.config.mode is settings.TriggerMode.WORKTREE and box.listings is None:
+            # The watcher reports every changed path, so cycles patch the last listing
+            # instead of walking the whole tree again.
+            box.listings = worktree_reading.ListingMemo()
+
+    def _watcher(
+        self, debouncer: debouncing.Debouncer
+    ) -> watching.WorktreeWatcher | watching.CommitWatcher:
+        config = self.box.config
+        if config.mode is settings.TriggerMode.COMMIT:
+            return watching.CommitWatcher(
+                config.repo, config.branch, debouncer, poll_seconds=config.poll_seconds
+            )
+        state_dir = config.state_dir.strip("/")
+        return watching.WorktreeWatcher(
+            config.repo, debouncer, ignore=lambda path: path.startswith(state_dir + "/")
+        )
+
+    async def _watch_drift(self, debouncer: debouncing.Debouncer) -> None:
+        """Every ``drift_interval_seconds``, compare the live objects with the release."""
+        config = self.box.config
+        while True:
+            await asyncio.sleep(config.drift_interval_seconds)
+            if self._busy:
+                continue  # never interleave helm calls with a running cycle
+            try:
+                self.drift = await reconciling.detect_drift(self.box)
+            except Exception as exc:  # an API blink must not end drift watching
+                log.warning("drift check failed: %s", exc)
+                continue
+            if not self.drift:
+                continue
+            for item in self.drift:
+                log.warning("drift: %s", item.describe())
+            if config.drift is settings.DriftMode.CORRECT:
+                self._correct_drift = True
+                debouncer.push(rescan=True)
+
+    def _remember(self, batch: debouncing.Batch) -> None:
+        if batch.paths:
+            log.info("changes: %d paths from %d events", len(batch.paths), batch.count)
+        if self.box.listings is None:
+            return
+        if batch.rescan:
+            self.box.listings.forget()
+        else:
+            self.box.listings.touched(batch.paths)
+
+    async def _cycle(self, first: bool) -> outcomes.CycleResult:
+        force, self._correct_drift = self._correct_drift, False
+        self._busy = True
+        try:
+            result = await reconciling.run_cycle(self.box, first=first, force_upgrade=force)
+        finally:
+            self._busy = False
+        if force and result.outcome.converged:
+            log.info("drift corrected: %s", result.message)
+            self.drift = []
+        self.last = result
+        self.cycles += 1
+        level = logging.INFO if result.outcome.converged else logging.WARNING
+        log.log(level, "cycle %d: %s — %s", self.cycles, result.outcome.value, result.message)
+        if result.diagnosis is not None:
+            log.warning("%s", result.diagnosis.explain())
+        return result
+
+    async def _abandon(self, cycle: asyncio.Task[outcomes.CycleResult]) -> None:
+        log.info("stopping: abandoning the running cycle cleanly")
+        cycle.cancel()
+        await asyncio.gather(cycle, return_exceptions=True)
+        try:
+            recovered = await self.box.releaser.recover()
+        except Exception as exc:  # shutting down: report, never raise
+            log.error("could not check the release after stopping: %s", exc)
+            return
+        if recovered:
+            log.warning("release recovered on shutdown: %s", recovered)
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server = serving.StatusServer(
+            self.box.config.status_port,
+            lambda: status_document(self.box, self.last, self.started_at, self.drift),
+            self.box.metrics,
+        )
+        server.start()
+        log.info("status on http://127.0.0.1:%d/status", server.port)
+        debouncer = debouncing.Debouncer(
+            quiet=self.box.config.debounce_seconds, max_delay=self.box.config.debounce_max_seconds
+        )
+        watcher = self._watcher(debouncer)
+        watcher.start()
+        log.info("watching %s (%s mode)", self.box.config.repo, self.box.config.mode.value)
+        debouncer.push(rescan=True)  # the first cycle looks at everything at once
+        first = True
+        stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+        drift_watch = asyncio.create_task(self._watch_drift(debouncer), name="drift-watch")
+        try:
+            while not stop.is_set():
+                waiting = asyncio.create_task(debouncer.next_batch(), name="next-batch")
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    waiting.cancel()
+                    break
+                self._remember(waiting.result())
+                cycle = asyncio.create_task(self._cycle(first), name="cycle")
+                await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not cycle.done():
+                    await self._abandon(cycle)
+                    break
+                result = cycle.result()
+                if result.outcome is not outcomes.Outcome.RETRY:
+                    first = False
+                if result.retry_after is not None:
+                    loop.call_later(result.retry_after, lambda: debouncer.push(rescan=True))
+        finally:
+            stopping.cancel()
+            drift_watch.cancel()
+            await asyncio.gather(drift_watch, return_exceptions=True)
+            watcher.stop()
+            server.stop()
+            log.info("stopped after %d cycles", self.cycles)
+        return 0
+
+
+def run_daemon(box: toolboxes.Toolbox) -> int:
+    """Serve until stopped; the caller holds the repository lock."""
+    return asyncio.run(Daemon(box).serve())

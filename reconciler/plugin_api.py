@@ -1,0 +1,51 @@
+"""Everything a plugin may use, in one module: the only ``reconciler`` import plugins make.
+
+Service plugins declare data (:class:`ServicePlugin` and its parts); cluster providers
+implement :class:`ClusterProvider` and may raise the two error roots. Keeping the
+surface here means the core can be reorganised without breaking a third-party plugin,
+and ``nox -s lint`` checks that ``plugins/`` reaches nothing else.
+"""
+
+from __future__ import annotations
+
+from reconciler.cluster.kube import Kube as KubeConnection
+from reconciler.cluster.providers import ClusterInfo, ClusterProvider, ConfigurableProvider
+from reconciler.errors import LuminaError, PermanentError, TemporaryError
+from reconciler.services import (
+    DatabaseCommands,
+    DeployedService,
+    PodCommand,
+    PodCommandError,
+    PostDeployHook,
+    PreUpgradeHook,
+    Probe,
+    SecretSource,
+    SecretSpec,
+    ServiceName,
+    ServicePlugin,
+    UpgradingService,
+)
+from reconciler.settings import Settings
+
+__all__ = [
+    "ClusterInfo",
+    "ClusterProvider",
+    "ConfigurableProvider",
+    "DatabaseCommands",
+    "DeployedService",
+    "KubeConnection",
+    "LuminaError",
+    "PermanentError",
+    "PodCommand",
+    "PodCommandError",
+    "PostDeployHook",
+    "PreUpgradeHook",
+    "Probe",
+    "SecretSource",
+    "SecretSpec",
+    "ServiceName",
+    "ServicePlugin",
+    "Settings",
+    "TemporaryError",
+    "UpgradingService",
+]

@@ -1,0 +1,98 @@
+"""What the cluster should run, as data: image names, chart values, the keys that tell
+one target from another. Pure functions of the snapshot, settings and release values.
+
+Who calls it: :mod:`reconciler.cycle.reconciling` (deciding), :mod:`reconciler.cycle.acting`, the
+benchmarks. Nothing here touches docker, helm or the cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler import services, settings
+from reconciler.building import registries
+from reconciler.releasing import helm
+
+
+def merged_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``, nested mappings merged key by key."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged_values(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def release_inputs(chart_digest: str, config: settings.Settings) -> str:
+    """Digest of everything besides images that shapes the release: chart and values."""
+    values = json.dumps(config.values, sort_keys=True, default=str)
+    return hashlib.sha256(f"{chart_digest}\0{values}".encode()).hexdigest()[:32]
+
+
+def chart_values(
+    plugins: Sequence[services.ServicePlugin],
+    tags: Mapping[str, str],
+    config: settings.Settings,
+    release_inputs: str = "",
+) -> dict[str, Any]:
+    """Chart values: the settings' extra values, every service's image, and the release's
+    own record of its inputs (under ``global``, which every subchart accepts), so a fresh
+    clone or a restarted daemon can tell from the release alone what it runs."""
+    images: dict[str, Any] = {"global": {"lumina": {"inputs": release_inputs}}}
+    for plugin in plugins:
+        images[plugin.values_key] = {
+            "image": {
+                "repository": image_name(config, plugin),
+                "tag": tags[plugin.name],
+                "pullPolicy": "IfNotPresent",
+            }
+        }
+    return merged_values(config.values, images)
+
+
+def release_images(
+    plugins: Sequence[services.ServicePlugin], release: helm.ReleaseState | None
+) -> dict[str, str]:
+    """Per service, the ``repository:tag`` the release runs: the repository counts too,
+    since setting (or dropping) a registry moves every image without changing a tag."""
+    if release is None:
+        return {}
+    found: dict[str, str] = {}
+    for plugin in plugins:
+        image = (release.values.get(plugin.values_key) or {}).get("image") or {}
+        if image.get("tag"):
+            found[plugin.name] = f"{image.get('repository', '')}:{image['tag']}"
+    return found
+
+
+def recorded_inputs(release: helm.ReleaseState | None) -> str | None:
+    if release is None:
+        return None
+    recorded = ((release.values.get("global") or {}).get("lumina") or {}).get("inputs")
+    return str(recorded) if recorded else None
+
+
+def target_key(
+    tags: Mapping[str, str],
+    chart_digest: str,
+    values: Mapping[str, Any],
+    registry: str | None = None,
+) -> str:
+    # The settings' extra chart values are inputs too: fixing values the schema rejected
+    # must be tried, not skipped as the same failure. So is the registry images come from.
+    extra = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+    return (
+        ",".join(f"{name}={tag}" for name, tag in sorted(tags.items()))
+        + f";chart={chart_digest[:20]};values={extra[:12]}"
+        + (f";registry={registry}" if registry else "")
+    )
+
+
+def image_name(config: settings.Settings, plugin: services.ServicePlugin) -> str:
+    """Where the image lives: the plugin's name locally, or under the registry."""
+    return registries.repository(config.registry, plugin.name) if config.registry else plugin.image
