@@ -27,6 +27,7 @@ from reconciler.cluster import kube, providers
 from reconciler.cycle import reconciling, state, toolboxes
 from reconciler.daemon import metrics
 from reconciler.inputs import snapshots, worktree_reading
+from reconciler.releasing import targets
 
 NAME = "noop"
 TITLE = "No-op (docs-only commit, commit mode)"
@@ -95,10 +96,13 @@ def _seed_state(box: toolboxes.Toolbox) -> None:
     snapshot = snapshots.take(box.config, box.plugins, source)
     saved = state.State(
         services={
-            inputs.name: state.DeployedImage(inputs.digest, inputs.tag, box.image(inputs.name))
+            inputs.name: state.DeployedImage(
+                digest=inputs.digest, tag=inputs.tag, image=box.image(inputs.name)
+            )
             for inputs in snapshot.services
         },
         chart_digest=snapshot.chart_digest,
+        release_inputs=targets.release_inputs(snapshot.chart_digest, box.config),
         revision=1,
     )
     state.save(box.state_dir, saved)

@@ -12,6 +12,7 @@ from conftest import PlanRunner, commit_all, git, rebuilds, write
 from reconciler import discovery, services, settings
 from reconciler.cycle import planning, state
 from reconciler.inputs import contexts, snapshots, worktree_reading
+from reconciler.releasing import targets
 
 
 def test_backend_source_edit_plans_backend_only(
@@ -191,9 +192,16 @@ def test_deployed_state_is_the_default_baseline(
     plugins = discovery.discover_services(project).plugins
     snap = snapshots.take(config, plugins, snapshots.source_for(config))
     state_dir = project / ".lumina"
-    deployed = state.State(chart_digest=snap.chart_digest)
+    names = {plugin.name: targets.image_name(config, plugin) for plugin in plugins}
+    deployed = state.State(
+        chart_digest=snap.chart_digest,
+        revision=1,
+        release_inputs=targets.release_inputs(snap.chart_digest, config),
+    )
     for inputs in snap.services:
-        deployed.services[inputs.name] = state.DeployedImage(inputs.digest, inputs.tag, "x")
+        deployed.services[inputs.name] = state.DeployedImage(
+            digest=inputs.digest, tag=inputs.tag, image=names[inputs.name]
+        )
         state.save_manifest(state_dir, inputs.digest, inputs.files)
     state.save_manifest(state_dir, snap.chart_digest, snap.chart_files)
     state.save(state_dir, deployed)

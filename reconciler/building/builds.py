@@ -35,6 +35,9 @@ _STEP = re.compile(r"^Step \d+/\d+ : .*")
 class BuildError(errors.PermanentError):
     """The image did not build; ``step`` is the Dockerfile step that failed."""
 
+    outcome = "build-failed"
+    of_inputs = True
+
     def __init__(self, service: str, message: str, step: str | None, log_tail: list[str]) -> None:
         where = f" at {step!r}" if step else ""
         hint = "fix the Dockerfile or sources; the running release is untouched"

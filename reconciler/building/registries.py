@@ -40,6 +40,8 @@ class RegistryError(errors.TemporaryError):
     repository (start the registry, fix the credentials).
     """
 
+    outcome = "push-failed"
+
     def __init__(self, message: str, *, hint: str) -> None:
         super().__init__(message, hint=hint, retry_after=RETRY_SECONDS)
 

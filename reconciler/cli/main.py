@@ -25,7 +25,7 @@ import typer
 
 from reconciler import discovery, errors, settings
 from reconciler.cli import db_commands
-from reconciler.cycle import state
+from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
 from reconciler.inputs import contexts, git_reading, snapshots, worktree_reading
 
@@ -72,27 +72,32 @@ def plan(
     mode: Annotated[settings.TriggerMode | None, typer.Option(help="worktree or commit.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show, per service, its input digest, whether it must be rebuilt, and why."""
+    """Show what the next cycle decides, and per service its digest, whether it must be
+    rebuilt, and why (the daemon's own decision, from its saved state)."""
     config = _load(repo, mode=mode)
     found = _plugins(config)
     state_dir = config.repo_path(config.state_dir)
-    cache = worktree_reading.HashCache(state_dir / "cache" / "hashes.json")
-    source = snapshots.source_for(config, cache=cache)
+    sources = observing.Sources(
+        config, found.plugins, worktree_reading.HashCache(state_dir / "cache" / "hashes.json")
+    )
     try:
-        snapshot = snapshots.take(config, found.plugins, source)
+        seen = observing.observe_saved(sources, observing.Request())
     except contexts.MissingDockerfileError as exc:
         raise errors.RepositoryError(str(exc)) from exc
-    cache.save()
-    baseline = (
-        snapshots.baseline_at(config, found.plugins, since)
-        if since
-        else state.baseline(state_dir, state.load(state_dir))
-    )
-    result = snapshot.plan(baseline)
+    if seen.state_problem:
+        stderr.print(f"[yellow]warning[/]: {seen.state_problem}", highlight=False)
+    decision = deciding.decide(seen)
+    if since:
+        assert seen.desired is not None
+        result = seen.desired.snapshot.plan(snapshots.baseline_at(config, found.plugins, since))
+    else:
+        result = seen.plan() or _paused(decision)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        typer.echo(json.dumps({**result.to_json(), "decision": decision.to_json()}, indent=2))
         return
-    table = rich.table.Table(title=f"plan: {snapshot.label} vs {result.baseline}")
+    typer.echo(f"decision: {decision.state.value} -> {decision.action.value} ({decision.reason})")
+    label = seen.desired.snapshot.label if seen.desired else "paused"
+    table = rich.table.Table(title=f"plan: {label} vs {result.baseline}")
     for column in ("service", "tag", "rebuild", "why"):
         table.add_column(column)
     for service in result.services:
@@ -109,6 +114,10 @@ def plan(
         "\n".join(result.chart_reasons),
     )
     rich.console.Console().print(table)
+
+
+def _paused(decision: deciding.Decision) -> planning.Plan:
+    raise errors.RepositoryError(f"nothing to plan: {decision.reason}")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -172,7 +181,8 @@ def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOptio
 
 def _status(config: settings.Settings) -> dict[str, object]:
     state_dir = config.repo_path(config.state_dir)
-    saved = state.load(state_dir)
+    loaded = state.load(state_dir)
+    saved = loaded.state
     return {
         "repository": str(config.repo),
         "mode": config.mode.value,
@@ -186,6 +196,7 @@ def _status(config: settings.Settings) -> dict[str, object]:
         },
         "last_cycle": saved.history[-1] if saved.history else None,
         "last_failure": saved.last_failure,
+        "state_problem": loaded.problem or None,
     }
 
 
@@ -241,6 +252,8 @@ def status(
             name, image["tag"], image["digest"][:20], image.get("rollout", "(use --live)")
         )
     rich.console.Console().print(table)
+    if document["state_problem"]:
+        stderr.print(f"[yellow]warning[/]: {document['state_problem']}", highlight=False)
     last = document["last_cycle"]
     if isinstance(last, dict):
         typer.echo(f"last cycle: {last['outcome']} — {last['message']}")
@@ -269,7 +282,7 @@ def diagnose(
         for name in names
         if (diagnosis := rollout.inspect(connection, config.namespace, name)) is not None
     ]
-    saved = state.load(config.repo_path(config.state_dir))
+    saved = state.load(config.repo_path(config.state_dir)).state
     last_failure = saved.history[-1].get("diagnosis") if saved.history else None
     if as_json:
         typer.echo(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import urllib3.exceptions
@@ -20,6 +21,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import dynamic
 from kubernetes import stream as k8s_stream
+from kubernetes import watch as k8s_watch
 from kubernetes.client import exceptions as k8s_exceptions
 
 from reconciler import errors
@@ -88,6 +90,7 @@ class Kube:
                 hint="start the cluster (nox -s cluster -- up) or set LUMINA_KUBE_CONTEXT",
             ) from exc
         self._core = k8s_client.CoreV1Api(self._api)
+        self._apps = k8s_client.AppsV1Api(self._api)
         self._dynamic: dynamic.DynamicClient | None = None
         self._config = (kubeconfig, context)
         self._exec_core: k8s_client.CoreV1Api | None = None
@@ -147,6 +150,45 @@ class Kube:
             raise _translate(exc, f"applying {kind} {body['metadata'].get('name')}") from exc
         result: Object = applied.to_dict()
         return result
+
+    def watch(
+        self,
+        kind: str,
+        namespace: str,
+        label_selector: str,
+        *,
+        on_change: Callable[[], None],
+        stop: threading.Event,
+        window_seconds: int = 10,
+    ) -> None:
+        """Call ``on_change`` on every change of the selected Pods or Deployments until
+        ``stop`` is set (blocking; run it in a thread of its own).
+
+        Watches in short server-side windows so that a set ``stop`` ends the thread
+        within ``window_seconds``; each window starts with the current objects, which
+        only means one more ``on_change``. An API blink is retried, never raised: the
+        caller judges the rollout on its own reads, and those report errors.
+        """
+        lister = {
+            "Pod": self._core.list_namespaced_pod,
+            "Deployment": self._apps.list_namespaced_deployment,
+        }[kind]
+        while not stop.is_set():
+            watcher = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for _event in watcher.stream(  # type: ignore[no-untyped-call]
+                    lister,
+                    namespace,
+                    label_selector=label_selector,
+                    timeout_seconds=window_seconds,
+                    _request_timeout=window_seconds + 5,
+                ):
+                    on_change()
+                    if stop.is_set():
+                        watcher.stop()  # type: ignore[no-untyped-call]
+                        break
+            except (k8s_exceptions.ApiException, *_NETWORK_ERRORS, ValueError):
+                stop.wait(1.0)
 
     def pod_log(
         self, namespace: str, pod: str, container: str, *, previous: bool, lines: int

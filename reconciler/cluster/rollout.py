@@ -1,21 +1,27 @@
 """Watching a rollout and explaining a failure in words, with evidence.
 
-Who calls it: :mod:`reconciler.cycle.reconciling` (while Helm waits, to fail fast) and the
-``diagnose`` command. Classification is pure (:func:`classify`) over API objects; the
-watcher polls through :class:`reconciler.cluster.kube.Kube`. A failure is reported as soon as it
-is certain — CrashLoopBackOff, an image the node does not have, a pod that cannot be
-scheduled, a volume attached elsewhere — instead of sitting out Helm's whole timeout.
+Who calls it: the cycle's verify and remediate actions (:mod:`reconciler.cycle.actions`),
+which own the wait after Helm applied a release, and the ``diagnose`` command.
+Classification is pure (:func:`classify`) over API objects; :func:`await_rollout`
+watches pods and Deployments through :class:`reconciler.cluster.kube.Kube` and judges
+every change. A failure is reported as soon as it is certain — CrashLoopBackOff, an
+image the node does not have, a pod that cannot be scheduled, a volume attached
+elsewhere — instead of sitting out a whole timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import enum
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from reconciler import errors
 from reconciler.cluster import kube
 
 NAME_LABEL = "app.kubernetes.io/name"
@@ -252,25 +258,115 @@ def deployment_ready(deployment: kube.Object, image: str) -> bool:
     )
 
 
-async def watch(
+class Verdict(enum.StrEnum):
+    """What ended a rollout wait."""
+
+    READY = "ready"
+    FAILED = "failed"
+    TIMED_OUT = "timed-out"
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutResult:
+    verdict: Verdict
+    seconds: float
+    diagnosis: Diagnosis | None = None
+    #: Deployments not ready when the wait ended
+    waiting: tuple[str, ...] = ()
+    #: why, when no pod explains it (Helm could not apply the release)
+    detail: str = ""
+
+    @property
+    def summary(self) -> str:
+        if self.diagnosis is not None:
+            return self.diagnosis.summary
+        if self.detail:
+            return self.detail
+        if self.verdict is Verdict.TIMED_OUT:
+            return f"{', '.join(self.waiting)} not ready after {self.seconds:.0f}s"
+        return f"ready in {self.seconds:.1f}s"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "seconds": round(self.seconds, 3),
+            "ended_by": self.diagnosis.reason.value if self.diagnosis else self.verdict.value,
+            "waiting": list(self.waiting),
+        }
+
+
+def judge(
+    cluster: kube.Kube, namespace: str, expected: Mapping[str, str]
+) -> tuple[list[str], Diagnosis | None]:
+    """The Deployments of ``expected`` (name -> image) not ready yet, and the first
+    certain failure among their new pods."""
+    waiting: list[str] = []
+    for service, image in expected.items():
+        found = cluster.get("apps/v1", "Deployment", namespace, service)
+        if found is not None and deployment_ready(found, image):
+            continue
+        waiting.append(service)
+        diagnosis = inspect(cluster, namespace, service, image=image)
+        if diagnosis is not None:
+            return waiting, diagnosis
+    return waiting, None
+
+
+async def await_rollout(
     cluster: kube.Kube,
     namespace: str,
     expected: Mapping[str, str],
     *,
-    poll_seconds: float = 1.0,
+    timeout: float,
     on_error: Callable[[Exception], None] = lambda _exc: None,
-) -> Diagnosis:
-    """Return the first failure among the pods of ``expected`` (service -> image).
+    tick_seconds: float = 5.0,
+) -> RolloutResult:
+    """Wait until every Deployment of ``expected`` runs its image Ready, or one of its
+    pods is certain to fail, or ``timeout`` passes — whichever comes first.
 
-    Runs until cancelled; the caller cancels it once Helm reports success.
+    The pods and Deployments are watched (the API's watch), and every change is judged
+    at once; a slow tick covers what only time reveals (a pod unschedulable for long, a
+    volume that never attaches).
     """
-    while True:
-        for service, image in expected.items():
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+    stop = threading.Event()
+
+    def poke() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            loop.call_soon_threadsafe(changed.set)
+
+    selector = f"{NAME_LABEL} in ({','.join(sorted(expected))})"
+    watchers = [
+        threading.Thread(
+            target=cluster.watch,
+            args=(kind, namespace, selector),
+            kwargs={"on_change": poke, "stop": stop},
+            name=f"rollout-watch-{kind.lower()}",
+            daemon=True,
+        )
+        for kind in ("Pod", "Deployment")
+    ]
+    for watcher in watchers:
+        watcher.start()
+    started = time.monotonic()
+    try:
+        while True:
+            changed.clear()
             try:
-                found = await asyncio.to_thread(inspect, cluster, namespace, service, image=image)
-            except Exception as exc:  # a blip of the API must not end the watch
+                waiting, diagnosis = await asyncio.to_thread(judge, cluster, namespace, expected)
+            except errors.LuminaError as exc:  # an API blink: judged again on the next change
                 on_error(exc)
-                continue
-            if found is not None:
-                return found
-        await asyncio.sleep(poll_seconds)
+                waiting, diagnosis = list(expected), None
+            elapsed = time.monotonic() - started
+            if diagnosis is not None:
+                return RolloutResult(Verdict.FAILED, elapsed, diagnosis, tuple(waiting))
+            if not waiting:
+                return RolloutResult(Verdict.READY, elapsed)
+            if elapsed >= timeout:
+                return RolloutResult(Verdict.TIMED_OUT, elapsed, None, tuple(waiting))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(tick_seconds, timeout - elapsed))
+            await asyncio.sleep(0.1)  # one judgement for a burst of events
+    finally:
+        stop.set()

@@ -1,6 +1,6 @@
 """What a reconcile cycle ended with: a value, never an exception.
 
-Who uses it: :mod:`reconciler.cycle.reconciling` makes one per cycle; the daemon, the CLI and
+Who uses it: :mod:`reconciler.cycle.concluding` makes one per cycle; the daemon, the CLI and
 the status endpoint report it; the state file keeps the last ones (``to_json``).
 """
 
@@ -48,6 +48,10 @@ class CycleResult:
     pushed: tuple[str, ...] = ()
     #: services the registry already had: neither built nor pushed
     in_registry: tuple[str, ...] = ()
+    #: how the cycle's last rollout wait ended (what ended it, after how long)
+    rollout: rollout.RolloutResult | None = None
+    #: the states the cycle went through, in order (the last one ended it)
+    states: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,4 +66,6 @@ class CycleResult:
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
             "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
             "finished_at": self.finished_at,
+            "rollout": self.rollout.to_json() if self.rollout else None,
+            "states": list(self.states),
         }

@@ -1,9 +1,11 @@
 """Change planning: which images to rebuild and whether the release needs an upgrade.
 
-Pure: build inputs and a baseline in, a :class:`Plan` out. Who calls it: the ``plan``
-command and the reconcile loop. A service is rebuilt exactly when its digest differs
-from the baseline's (the deployed state, or a revision given with ``--since``); the
-chart's own digest decides whether Helm must run even when no image changed.
+Pure: build inputs and a baseline in, a :class:`Plan` out. Who calls it: the cycle's
+decide step (:mod:`reconciler.cycle.deciding`), for ``plan``, ``once`` and the daemon
+alike. A service is rebuilt exactly when its digest differs from the baseline's (a
+revision given with ``--since``) — or, against what is deployed, when the image the
+release runs differs from the one wanted (the registry counts as well as the tag); the
+chart and settings decide whether Helm must run even when no image changed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ class Baseline:
     files: Mapping[str, Mapping[str, trees.FileEntry]]
     chart_digest: str | None
     chart_files: Mapping[str, trees.FileEntry] | None = None
+    #: what is deployed, when the baseline is the deployment: per service the image
+    #: (``repository:tag``) it runs, and the release's recorded chart-and-values inputs
+    images: Mapping[str, str] | None = None
+    release_inputs: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Wanted:
+    """What should run: per service the image reference, and the release inputs."""
+
+    images: Mapping[str, str]
+    release_inputs: str
 
 
 EMPTY_BASELINE = Baseline(label="nothing deployed yet", digests={}, files={}, chart_digest=None)
@@ -112,8 +126,25 @@ def _summarise(changes: list[str]) -> tuple[str, ...]:
     return tuple(shown)
 
 
-def _service_plan(inputs: contexts.ServiceInputs, baseline: Baseline) -> ServicePlan:
+def _service_plan(
+    inputs: contexts.ServiceInputs, baseline: Baseline, wanted: Wanted | None
+) -> ServicePlan:
     previous = baseline.digests.get(inputs.name)
+    if wanted is not None and baseline.images is not None:
+        live, image = baseline.images.get(inputs.name), wanted.images[inputs.name]
+        if live == image:
+            return ServicePlan(
+                inputs.name, inputs.digest, inputs.tag, False, (f"{baseline.label} runs it",), 0
+            )
+        if live is not None and previous == inputs.digest:
+            return ServicePlan(
+                inputs.name,
+                inputs.digest,
+                inputs.tag,
+                True,
+                (f"{baseline.label} runs {live}, not {image}",),
+                0,
+            )
     if previous == inputs.digest:
         return ServicePlan(
             inputs.name, inputs.digest, inputs.tag, False, (f"unchanged since {baseline.label}",), 0
@@ -147,11 +178,28 @@ def plan(
     chart_digest: str,
     chart_files: Mapping[str, trees.FileEntry],
     baseline: Baseline,
+    wanted: Wanted | None = None,
 ) -> Plan:
-    """Compare the current inputs with ``baseline``."""
-    service_plans = tuple(_service_plan(inputs, baseline) for inputs in current)
+    """Compare the current inputs with ``baseline`` (and with what it runs, when the
+    baseline is the deployment and ``wanted`` says what should run)."""
+    service_plans = tuple(_service_plan(inputs, baseline, wanted) for inputs in current)
     chart_reasons: tuple[str, ...]
-    if baseline.chart_digest == chart_digest:
+    if wanted is not None and baseline.release_inputs is not None:
+        chart_changed = baseline.release_inputs != wanted.release_inputs
+        paths = (
+            changed_paths(baseline.chart_files, chart_files)
+            if chart_changed and baseline.chart_files is not None
+            else []
+        )
+        if not chart_changed:
+            chart_reasons = (f"chart and values as {baseline.label}",)
+        elif paths:
+            chart_reasons = _summarise(paths)
+        elif baseline.chart_digest == chart_digest:
+            chart_reasons = ("chart values in the settings changed",)
+        else:
+            chart_reasons = (f"chart or values differ from {baseline.label}",)
+    elif baseline.chart_digest == chart_digest:
         chart_changed, chart_reasons = False, (f"chart unchanged since {baseline.label}",)
     elif baseline.chart_digest is None or baseline.chart_files is None:
         chart_changed = True

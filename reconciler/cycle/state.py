@@ -1,68 +1,67 @@
 """The daemon's persisted state under ``.lumina/``: what is deployed, written atomically.
 
-Who calls it: the ``plan`` command reads it for its baseline; the reconcile loop reads
-it at start and writes it after every cycle. The file is replaced with write-to-temp,
-fsync, rename, so a crash at any moment leaves either the old or the new state, never a
-torn one. File listings behind each deployed digest are kept beside it so a plan can
-name the paths that changed. No secret value is ever part of the state.
+Who calls it: the ``plan`` and ``status`` commands read it; the cycle's observe step
+reads it (setting a damaged file aside), its record and conclude steps write it. The
+file is replaced with write-to-temp, fsync, rename, so a crash at any moment leaves
+either the old or the new state, never a torn one. File listings behind each deployed
+digest are kept beside it so a plan can name the paths that changed. No secret value is ever part of the state.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 from reconciler.cycle import planning
 from reconciler.inputs import trees
 
 STATE_FILE = "state.json"
 MANIFESTS_DIR = "manifests"
+HISTORY_KEPT = 20
 
 
-@dataclasses.dataclass(frozen=True)
-class DeployedImage:
+class DeployedImage(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
     digest: str
     tag: str
     image: str
 
 
-@dataclasses.dataclass
-class State:
-    services: dict[str, DeployedImage] = dataclasses.field(default_factory=dict)
+class State(pydantic.BaseModel):
+    """What the reconciler last saw deployed. Validated on load: a file that does not
+    fit this shape is damaged, never half-trusted."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+    services: dict[str, DeployedImage] = pydantic.Field(default_factory=dict)
     chart_digest: str | None = None
     #: chart and settings values together, as recorded in the release
     release_inputs: str | None = None
     revision: int | None = None
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    history: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     #: the inputs of the last failed attempt, so the same failure is not retried in a loop
     last_failure: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "services": {name: dataclasses.asdict(image) for name, image in self.services.items()},
-            "chart_digest": self.chart_digest,
-            "release_inputs": self.release_inputs,
-            "revision": self.revision,
-            "history": self.history[-20:],
-            "last_failure": self.last_failure,
-        }
+        data = self.model_dump(mode="json")
+        data["history"] = data["history"][-HISTORY_KEPT:]
+        return data
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> State:
-        return cls(
-            services={
-                name: DeployedImage(**image) for name, image in data.get("services", {}).items()
-            },
-            chart_digest=data.get("chart_digest"),
-            release_inputs=data.get("release_inputs"),
-            revision=data.get("revision"),
-            history=list(data.get("history", [])),
-            last_failure=data.get("last_failure"),
-        )
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """The state read from disk, and what went wrong reading it (empty when nothing)."""
+
+    state: State
+    problem: str = ""
 
 
 def write_atomically(path: pathlib.Path, content: str) -> None:
@@ -75,12 +74,52 @@ def write_atomically(path: pathlib.Path, content: str) -> None:
     os.replace(tmp, path)
 
 
-def load(state_dir: pathlib.Path) -> State:
+def _damage(path: pathlib.Path) -> str:
+    """Why ``path`` is not a state file, or "" when it is one (or absent)."""
     try:
-        data = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
+        State.model_validate_json(path.read_bytes())
     except FileNotFoundError:
-        return State()
-    return State.from_json(data)
+        return ""
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "the document"
+        return f"not a state file ({where}: {first.get('msg', 'invalid')})"
+    return ""
+
+
+def load(state_dir: pathlib.Path, *, set_aside: bool = False) -> Loaded:
+    """The saved state; a damaged file gives an empty state and says why.
+
+    With ``set_aside`` (the cycle, which rebuilds state from the live release) the
+    damaged file is renamed, kept for whoever wants to look at it, so that the next
+    save does not overwrite the evidence and the next load is clean.
+    """
+    path = state_dir / STATE_FILE
+    problem = _damage(path)
+    if not problem:
+        try:
+            return Loaded(State.model_validate_json(path.read_bytes()))
+        except FileNotFoundError:
+            return Loaded(State())
+    if not set_aside:
+        return Loaded(
+            State(),
+            f"the state file {path} is {problem}; the next cycle sets it aside and "
+            "rebuilds state from the live release",
+        )
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    try:
+        os.replace(path, kept)
+    except OSError as exc:
+        return Loaded(State(), f"the state file {path} is {problem} and could not be moved ({exc})")
+    return Loaded(
+        State(),
+        f"the state file was {problem}; kept it as {kept.name} and rebuilt state "
+        "from the live release",
+    )
 
 
 def save(state_dir: pathlib.Path, state: State) -> None:

@@ -46,8 +46,11 @@ class Toolbox:
             "docker_pushes": 0,
             "helm_upgrades": 0,
             "helm_reads": 0,
+            "unexpected_errors": 0,
         }
     )
+    #: unexpected errors already logged with their traceback (each is logged once)
+    seen_errors: set[str] = dataclasses.field(default_factory=set)
 
     @property
     def state_dir(self) -> pathlib.Path:

@@ -32,7 +32,8 @@ def status_document(
     drift: list[drifting.Drift] | None = None,
 ) -> dict[str, Any]:
     """What ``/status`` and ``status --json`` show: state and outcomes, never a secret."""
-    saved = state.load(box.state_dir)
+    loaded = state.load(box.state_dir)
+    saved = loaded.state
     return {
         "repository": str(box.config.repo),
         "mode": box.config.mode.value,
@@ -47,6 +48,7 @@ def status_document(
         "last_cycle": last.to_json() if last else (saved.history[-1] if saved.history else None),
         "last_failure": saved.last_failure,
         "drift": [item.to_json() for item in drift or []],
+        "state_problem": loaded.problem or None,
     }
 
 
@@ -172,7 +174,12 @@ class Daemon:
                 if not cycle.done():
                     await self._abandon(cycle)
                     break
-                result = cycle.result()
+                try:
+                    result = cycle.result()
+                except Exception:  # run_cycle concludes every error; this is a last guard
+                    log.exception("the cycle failed outside its own error handling")
+                    loop.call_later(30, lambda: debouncer.push(rescan=True))
+                    continue
                 if result.outcome is not outcomes.Outcome.RETRY:
                     first = False
                 if result.retry_after is not None:

@@ -22,8 +22,10 @@ class Snapshot:
     chart_digest: str
     chart_files: Mapping[str, trees.FileEntry]
 
-    def plan(self, baseline: planning.Baseline) -> planning.Plan:
-        return planning.plan(self.services, self.chart_digest, self.chart_files, baseline)
+    def plan(
+        self, baseline: planning.Baseline, wanted: planning.Wanted | None = None
+    ) -> planning.Plan:
+        return planning.plan(self.services, self.chart_digest, self.chart_files, baseline, wanted)
 
 
 def source_for(

@@ -1,6 +1,7 @@
 """Helm releases through pyhelm3: read, render, upgrade, roll back, recover.
 
-Who calls it: :mod:`reconciler.cycle.reconciling` and the ``status``/``diagnose`` commands.
+Who calls it: the cycle (observe reads, the upgrade, unlock and remediate actions
+write) and the ``drift`` command.
 Only this module imports pyhelm3, so its quirks are handled in one place. Helm errors
 are translated at this boundary: a chart or values problem is permanent (the user must
 fix it), an unreachable cluster is temporary.
@@ -14,7 +15,7 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import pyhelm3
@@ -30,7 +31,8 @@ PENDING = frozenset(
         ReleaseRevisionStatus.PENDING_ROLLBACK,
     }
 )
-
+#: the same, as the words a release's status is read as
+PENDING_NAMES = frozenset(str(status.value) for status in PENDING)
 
 log = logging.getLogger("lumina.releasing")
 
@@ -62,8 +64,22 @@ def helm_writers(release: str, namespace: str) -> list[int]:
     return found
 
 
+async def _unbroken(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work`` to its end even if the caller is cancelled, then re-raise the
+    cancellation: a helm write stopped half-way leaves the release ``pending-*``."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
+
+
 class ChartError(errors.PermanentError):
     """The chart or its values were rejected (lint, schema, template error)."""
+
+    outcome = "chart-rejected"
+    of_inputs = True
 
 
 class ReleaseError(errors.PermanentError):
@@ -193,8 +209,9 @@ class Releaser:
             if revision.status is ReleaseRevisionStatus.PENDING_INSTALL:
                 await revision.release.uninstall(wait=True, timeout=self.timeout)
                 return f"{stuck}; uninstalled it (the PVC is kept) so the install can run again"
+            # No --wait: the cycle verifies the rollout itself, and no helm outlives it.
             recovered = await revision.release.rollback(
-                cleanup_on_fail=True, wait=True, timeout=self.timeout
+                cleanup_on_fail=True, wait=False, timeout=self.timeout
             )
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, f"recovering stuck release {self.release}") from exc
@@ -225,41 +242,52 @@ class Releaser:
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, "reading the release manifest") from exc
 
-    async def upgrade(self, values: dict[str, Any], description: str) -> int:
-        """``helm upgrade --install --atomic --wait``; returns the new revision.
+    async def apply(self, values: dict[str, Any], description: str) -> int:
+        """``helm upgrade --install`` without ``--wait`` or ``--atomic``: Helm applies the
+        objects and returns; the cycle owns the wait and the rollback. Returns the new
+        revision.
 
-        Cancelling the awaiting task terminates helm, which marks the revision failed
-        and, being atomic, rolls back.
+        Never interrupted half-way: a cancelled caller waits for this helm to finish (a
+        few seconds) rather than leave the release ``pending-upgrade``.
         """
-        try:
+
+        async def run() -> int:
             chart = await self._client.get_chart(self.chart)
             revision = await self._client.install_or_upgrade_release(
                 self.release,
                 chart,
                 values,
-                atomic=True,
-                wait=True,
+                atomic=False,
+                wait=False,
                 timeout=self.timeout,
                 namespace=self.namespace,
                 create_namespace=False,
                 description=description[:200],
             )
+            return int(revision.revision)
+
+        try:
+            return await _unbroken(run())
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, f"helm upgrade of {self.release}") from exc
-        return int(revision.revision)
 
     async def rollback(self, to_revision: int | None = None) -> int:
-        """Roll back to ``to_revision`` (default: the previous one); returns the new revision."""
+        """Roll back to ``to_revision`` (default: the previous one) without waiting for
+        the pods, uninterrupted like :meth:`apply`; returns the new revision."""
         revision = await self._revision()
         if revision is None:
             raise ReleaseError(f"release {self.release} does not exist; nothing to roll back")
-        try:
+
+        async def run() -> int:
             recovered = await revision.release.rollback(
-                to_revision, cleanup_on_fail=True, wait=True, timeout=self.timeout
+                to_revision, cleanup_on_fail=True, wait=False, timeout=self.timeout
             )
+            return int(recovered.revision)
+
+        try:
+            return await _unbroken(run())
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, f"rolling back {self.release}") from exc
-        return int(recovered.revision)
 
     async def history(self) -> list[tuple[int, str, str]]:
         """(revision, status, description) of recent revisions, oldest first."""

@@ -1,0 +1,45 @@
+"""Record: write what the verified release runs into the state file.
+
+Who calls it: the cycle, in state ``unrecorded``. The file listings behind each digest
+are kept beside the state so a later ``plan`` can name the paths that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from reconciler.cycle import deciding, observing, state, toolboxes
+
+
+def _write(box: toolboxes.Toolbox, seen: observing.Observation, revision: int) -> state.State:
+    assert seen.desired is not None
+    snapshot = seen.desired.snapshot
+    saved = seen.saved.model_copy(
+        update={
+            "services": {
+                inputs.name: state.DeployedImage(
+                    digest=inputs.digest, tag=inputs.tag, image=box.image(inputs.name)
+                )
+                for inputs in snapshot.services
+            },
+            "chart_digest": snapshot.chart_digest,
+            "revision": revision,
+            "release_inputs": seen.desired.release_inputs,
+            "last_failure": None,
+        }
+    )
+    for inputs in snapshot.services:
+        state.save_manifest(box.state_dir, inputs.digest, inputs.files)
+    state.save_manifest(box.state_dir, snapshot.chart_digest, snapshot.chart_files)
+    state.save(box.state_dir, saved)
+    return saved
+
+
+async def run(
+    box: toolboxes.Toolbox, seen: observing.Observation, decision: deciding.Decision
+) -> observing.Observation:
+    revision = seen.verified_revision
+    assert revision is not None
+    saved = await asyncio.to_thread(_write, box, seen, revision)
+    return dataclasses.replace(seen, saved=saved)

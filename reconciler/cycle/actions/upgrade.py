@@ -1,0 +1,84 @@
+"""Upgrade: check the chart, back up what an upgrade restarts, apply secrets, let Helm apply.
+
+Who calls it: the cycle, in state ``out-of-sync``. Nothing reaches the cluster before
+the chart rendered and passed the pre-flight checks and the pre-upgrade hooks (the
+backend's database backup) succeeded in the pods that still serve. Helm applies the
+release and returns at once (no ``--wait``, no ``--atomic``): the rollout that follows
+is the verify action's to judge, and a failure the remediate action's to undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from reconciler.cluster import rollout, secrets
+from reconciler.cycle import deciding, observing, toolboxes
+from reconciler.cycle.actions import build
+from reconciler.releasing import helm, pre_upgrading, preflight, targets
+
+log = logging.getLogger("lumina.reconcile")
+
+
+async def run(
+    box: toolboxes.Toolbox, seen: observing.Observation, decision: deciding.Decision
+) -> observing.Observation:
+    assert seen.desired is not None
+    config = box.config
+    wanted = seen.desired
+    await asyncio.to_thread(build.ensure_room, box, building_images=False)
+    in_cluster = await asyncio.to_thread(
+        secrets.read_generated, box.kube, box.plugins, config.namespace
+    )
+    resolved = secrets.resolve(
+        box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
+    )
+    values = targets.chart_values(box.plugins, wanted.tags, config, wanted.release_inputs)
+    rendered = await box.releaser.render(values)
+    deployed_objects = await box.releaser.deployed_manifests()
+    problems = preflight.check(rendered, deployed_objects)
+    if problems:
+        raise helm.ChartError(
+            "pre-flight checks refused the upgrade:\n  - " + "\n  - ".join(problems),
+            hint="fix the chart; the running release is untouched",
+        )
+    release = seen.release
+    deployed = release is not None and release.status == "deployed"
+    prepared = await asyncio.to_thread(
+        pre_upgrading.run,
+        box.kube,
+        box.plugins,
+        config.namespace,
+        restarting=pre_upgrading.restarting(rendered, deployed_objects),
+        revision=release.revision if release is not None else None,
+        values=values,
+    )
+    await asyncio.to_thread(box.kube.apply, secrets.namespace_manifest(config.namespace))
+    await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
+    changed = decision.services
+    description = f"lumina: {', '.join(f'{n}={wanted.tags[n]}' for n in changed) or 'chart change'}"
+    box.counters["helm_upgrades"] += 1
+    previous = release.revision if deployed and release is not None else None
+    expected = {
+        plugin.values_key: wanted.images[plugin.name]
+        for plugin in box.plugins
+        if plugin.name in wanted.images
+    }
+    try:
+        revision = await box.releaser.apply(values, description)
+    except helm.ReleaseError as exc:
+        # Helm may have applied part of it and marked the revision failed: undo it.
+        log.warning("helm could not apply the release: %s", exc)
+        attempt = observing.Rollout(
+            (release.revision if release else 0) + 1, previous, expected, applied_now=True
+        )
+        result = rollout.RolloutResult(rollout.Verdict.FAILED, 0.0, detail=str(exc))
+        return dataclasses.replace(seen, failure=observing.Failure(attempt, result))
+    log.info("revision %d applied (%s); watching the rollout", revision, description)
+    return dataclasses.replace(
+        seen,
+        pending_rollout=observing.Rollout(revision, previous, expected, applied_now=True),
+        applied=description.removeprefix("lumina: "),
+        notes=(*seen.notes, *prepared),
+    )

@@ -1,0 +1,168 @@
+"""Conclude: every way a cycle ends becomes one :class:`outcomes.CycleResult`.
+
+Who calls it: :mod:`reconciler.cycle.reconciling`, once per cycle, with the last
+decision or with the error that stopped the cycle. Errors of the reconciler say their
+outcome and whether the failure is the inputs' own; anything else (a bug, a library's
+surprise) is a temporary failure retried with a growing delay, its traceback logged
+once. The state file and the metrics are written here and nowhere else in the cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reconciler import errors
+from reconciler.cycle import deciding, observing, outcomes, state, toolboxes
+
+log = logging.getLogger("lumina.reconcile")
+
+#: delays after consecutive unexpected errors, the last one repeated
+BACKOFF_SECONDS = (5.0, 15.0, 30.0, 60.0, 120.0)
+_TERMINAL = {
+    deciding.CycleState.PAUSED: outcomes.Outcome.PAUSED,
+    deciding.CycleState.KNOWN_FAILURE: outcomes.Outcome.SKIPPED_KNOWN_FAILURE,
+    deciding.CycleState.ROLLED_BACK: outcomes.Outcome.ROLLED_BACK,
+}
+
+
+def _result(
+    seen: observing.Observation | None,
+    outcome: outcomes.Outcome,
+    message: str,
+    phases: dict[str, float],
+    states: tuple[str, ...],
+    *,
+    revision: int | None = None,
+    retry_after: float | None = None,
+) -> outcomes.CycleResult:
+    failure = seen.failure if seen is not None else None
+    return outcomes.CycleResult(
+        outcome,
+        message,
+        source=seen.desired.snapshot.label if seen is not None and seen.desired else "",
+        built=seen.built_now if seen is not None else (),
+        reused=seen.reused if seen is not None else (),
+        revision=revision,
+        diagnosis=failure.result.diagnosis if failure is not None else None,
+        phases=phases,
+        retry_after=retry_after,
+        pushed=seen.pushed if seen is not None else (),
+        in_registry=seen.in_registry if seen is not None else (),
+        rollout=(
+            failure.result
+            if failure is not None
+            else seen.rollout_result
+            if seen is not None
+            else None
+        ),
+        states=states,
+    )
+
+
+def _save(box: toolboxes.Toolbox, saved: state.State, result: outcomes.CycleResult) -> None:
+    saved.history = [*saved.history, result.to_json()][-state.HISTORY_KEPT :]
+    state.save(box.state_dir, saved)
+
+
+def decided(
+    box: toolboxes.Toolbox,
+    seen: observing.Observation,
+    decision: deciding.Decision,
+    phases: dict[str, float],
+    states: tuple[str, ...],
+) -> outcomes.CycleResult:
+    """The cycle reached a state with nothing left to do."""
+    box.counters["unexpected_errors"] = 0
+    acted = len(states) > 1
+    if decision.state is deciding.CycleState.IN_SYNC:
+        revision = seen.converged_revision
+        message = "; ".join(
+            [f"revision {revision}: {seen.applied}" if revision else "", *seen.notes]
+        ).strip("; ")
+        if revision is not None:
+            result = _result(
+                seen, outcomes.Outcome.CONVERGED, message, phases, states, revision=revision
+            )
+            box.metrics.last_success.set_to_current_time()
+        else:
+            result = _result(
+                seen,
+                outcomes.Outcome.NOTHING_TO_DO,
+                message or decision.reason.replace("runs", "already runs", 1),
+                phases,
+                states,
+                revision=seen.release.revision if seen.release else seen.saved.revision,
+            )
+        if acted:
+            # After a crash or in a new clone, `status` shows the release was adopted.
+            _save(box, seen.saved, result)
+        box.metrics.cycles.labels(result.outcome.value).inc()
+        return result
+    outcome = _TERMINAL[decision.state]
+    retry = 2.0 if outcome is outcomes.Outcome.PAUSED else None
+    result = _result(seen, outcome, decision.reason, phases, states, retry_after=retry)
+    if outcome is outcomes.Outcome.ROLLED_BACK:
+        assert seen.desired is not None
+        seen.saved.last_failure = {
+            "target": seen.desired.key,
+            "outcome": outcome.value,
+            "message": decision.reason,
+        }
+        _save(box, seen.saved, result)
+    box.metrics.cycles.labels(result.outcome.value).inc()
+    return result
+
+
+def failed(
+    box: toolboxes.Toolbox,
+    seen: observing.Observation | None,
+    exc: errors.LuminaError,
+    phases: dict[str, float],
+    states: tuple[str, ...],
+) -> outcomes.CycleResult:
+    """An error of ours stopped the cycle: its outcome, remembered if the inputs' own."""
+    box.counters["unexpected_errors"] = 0
+    outcome = outcomes.Outcome(exc.outcome)
+    retry = exc.retry_after if isinstance(exc, errors.TemporaryError) else None
+    if retry is not None:
+        log.warning("%s, will retry in %.0fs: %s", outcome.value, retry, exc)
+    result = _result(seen, outcome, str(exc), phases, states, retry_after=retry)
+    box.metrics.cycles.labels(outcome.value).inc()
+    if outcome is outcomes.Outcome.RETRY or seen is None:
+        return result
+    if exc.of_inputs and seen.desired is not None:
+        seen.saved.last_failure = {
+            "target": seen.desired.key,
+            "outcome": outcome.value,
+            "message": str(exc),
+        }
+    _save(box, seen.saved, result)
+    return result
+
+
+def crashed(
+    box: toolboxes.Toolbox,
+    seen: observing.Observation | None,
+    exc: Exception,
+    phases: dict[str, float],
+    states: tuple[str, ...],
+) -> outcomes.CycleResult:
+    """Anything else: a temporary failure, retried later with a growing delay."""
+    count = box.counters.get("unexpected_errors", 0)
+    box.counters["unexpected_errors"] = count + 1
+    delay = BACKOFF_SECONDS[min(count, len(BACKOFF_SECONDS) - 1)]
+    said = f"{type(exc).__name__}: {exc}"
+    if said not in box.seen_errors:
+        box.seen_errors.add(said)
+        log.error("unexpected error in the cycle (retrying in %.0fs)", delay, exc_info=exc)
+    else:
+        log.error("unexpected error again (retrying in %.0fs): %s", delay, said)
+    box.metrics.cycles.labels(outcomes.Outcome.RETRY.value).inc()
+    return _result(
+        seen,
+        outcomes.Outcome.RETRY,
+        f"unexpected error: {said}; retrying in {delay:.0f}s",
+        phases,
+        states,
+        retry_after=delay,
+    )

@@ -1,0 +1,172 @@
+"""Decide: one state, from a fixed set, for an observation — and the one action it calls for.
+
+Pure: no I/O, no clock. Who calls it: :mod:`reconciler.cycle.reconciling` after every
+observation and every action (the loop ends at a state whose action is ``NONE``), and
+the ``plan`` command, which prints exactly this decision. The shape is Flux's
+helm-controller (``atomic_release.go``): the state is the whole answer to "what now?",
+and :data:`ACTION_FOR_STATE` the only place that says what each state leads to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from reconciler.cycle import observing, planning
+
+
+class CycleState(enum.StrEnum):
+    #: git is mid-merge/rebase or locked: the work tree is not a state to deploy
+    PAUSED = "paused"
+    #: the release is ``pending-*`` (a crash, or a helm of a killed run still at work)
+    LOCKED = "locked"
+    #: these exact inputs failed before; waiting for a change
+    KNOWN_FAILURE = "known-failure"
+    #: the cluster runs what the repository says, and the state file knows it
+    IN_SYNC = "in-sync"
+    #: the release runs the repository's state, verified, but the state file lags
+    UNRECORDED = "unrecorded"
+    #: the release runs the repository's state; its pods were never seen ready
+    UNVERIFIED = "unverified"
+    #: images to deploy that exist nowhere the next step can take them from
+    IMAGES_MISSING = "images-missing"
+    #: images built but not yet where the nodes can run them
+    UNDELIVERED = "undelivered"
+    #: everything is ready to go: the release differs from the repository
+    OUT_OF_SYNC = "out-of-sync"
+    #: an applied release's pods are certain to fail (or never became ready)
+    ROLLOUT_FAILED = "rollout-failed"
+    #: a failed rollout was returned to the last deployed revision
+    ROLLED_BACK = "rolled-back"
+
+
+class Action(enum.StrEnum):
+    NONE = "none"
+    UNLOCK = "unlock"
+    RECORD = "record"
+    BUILD = "build"
+    DELIVER = "deliver"
+    UPGRADE = "upgrade"
+    VERIFY = "verify"
+    REMEDIATE = "remediate"
+
+
+ACTION_FOR_STATE: dict[CycleState, Action] = {
+    CycleState.PAUSED: Action.NONE,
+    CycleState.LOCKED: Action.UNLOCK,
+    CycleState.KNOWN_FAILURE: Action.NONE,
+    CycleState.IN_SYNC: Action.NONE,
+    CycleState.UNRECORDED: Action.RECORD,
+    CycleState.UNVERIFIED: Action.VERIFY,
+    CycleState.IMAGES_MISSING: Action.BUILD,
+    CycleState.UNDELIVERED: Action.DELIVER,
+    CycleState.OUT_OF_SYNC: Action.UPGRADE,
+    CycleState.ROLLOUT_FAILED: Action.REMEDIATE,
+    CycleState.ROLLED_BACK: Action.NONE,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    state: CycleState
+    #: in words, for logs, ``plan`` and the cycle's message
+    reason: str
+    #: the services the action is for (to build, deliver, upgrade, verify)
+    services: tuple[str, ...] = ()
+    plan: planning.Plan | None = None
+
+    @property
+    def action(self) -> Action:
+        return ACTION_FOR_STATE[self.state]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "action": self.action.value,
+            "reason": self.reason,
+            "services": list(self.services),
+        }
+
+
+def decide(seen: observing.Observation) -> Decision:
+    """The state ``seen`` is in. Order matters: what the cycle itself started (a rollout
+    to verify or remedy) comes before anything the repository asks for."""
+    if seen.paused:
+        return Decision(CycleState.PAUSED, seen.paused)
+    if seen.rolled_back:
+        return Decision(CycleState.ROLLED_BACK, seen.rolled_back)
+    if seen.failure is not None:
+        return Decision(
+            CycleState.ROLLOUT_FAILED,
+            f"rollout of revision {seen.failure.attempt.revision} failed: "
+            f"{seen.failure.result.summary}",
+            tuple(seen.failure.attempt.expected),
+        )
+    if seen.pending_rollout is not None:
+        return Decision(
+            CycleState.UNVERIFIED,
+            f"revision {seen.pending_rollout.revision} applied; waiting for its pods",
+            tuple(seen.pending_rollout.expected),
+        )
+    release = seen.release
+    if release is not None and release.status.startswith("pending"):
+        holders = ", ".join(map(str, seen.helm_writers))
+        return Decision(
+            CycleState.LOCKED,
+            f"revision {release.revision} is {release.status}"
+            + (f" (helm PID {holders} still at work)" if holders else ""),
+        )
+    assert seen.desired is not None
+    plan = seen.plan()
+    assert plan is not None
+    changed = tuple(service.name for service in plan.rebuilds)
+    deployed = release is not None and release.status == "deployed"
+    in_sync = (
+        not changed
+        and not plan.chart_changed
+        and (deployed or not seen.release_read)
+        and not seen.request.force_upgrade
+        and (seen.release_read or seen.saved.revision is not None)
+    )
+    if in_sync:
+        revision = release.revision if release is not None else seen.saved.revision
+        if seen.saved.revision == revision and seen.saved.release_inputs == (
+            seen.desired.release_inputs
+        ):
+            return Decision(CycleState.IN_SYNC, f"revision {revision} runs this state", plan=plan)
+        if seen.verified_revision == revision:
+            return Decision(
+                CycleState.UNRECORDED, f"revision {revision} verified; recording it", plan=plan
+            )
+        return Decision(
+            CycleState.UNVERIFIED,
+            f"revision {revision} runs this state but was not seen ready by this tool",
+            tuple(sorted(seen.desired.images)),
+            plan,
+        )
+    failed = seen.saved.last_failure
+    if not seen.request.force_upgrade and failed and failed.get("target") == seen.desired.key:
+        return Decision(
+            CycleState.KNOWN_FAILURE,
+            f"these inputs already failed ({failed.get('outcome')}): "
+            f"{failed.get('message')}; waiting for a change",
+            plan=plan,
+        )
+    missing = tuple(name for name in changed if name not in seen.built)
+    if missing:
+        return Decision(CycleState.IMAGES_MISSING, f"to build: {', '.join(missing)}", missing, plan)
+    undelivered = tuple(name for name in changed if name not in seen.delivered)
+    if undelivered:
+        return Decision(
+            CycleState.UNDELIVERED, f"to deliver: {', '.join(undelivered)}", undelivered, plan
+        )
+    why = (
+        f"new images: {', '.join(changed)}"
+        if changed
+        else "the chart or its values changed"
+        if plan.chart_changed
+        else "drift is corrected"
+        if seen.request.force_upgrade
+        else f"the release is {release.status if release else 'not installed'}"
+    )
+    return Decision(CycleState.OUT_OF_SYNC, why, changed, plan)
