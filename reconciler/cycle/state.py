@@ -4,7 +4,8 @@ Who calls it: the ``plan`` and ``status`` commands read it; the cycle's observe 
 reads it (setting a damaged file aside), its record and conclude steps write it. The
 file is replaced with write-to-temp, fsync, rename, so a crash at any moment leaves
 either the old or the new state, never a torn one. File listings behind each deployed
-digest are kept beside it so a plan can name the paths that changed. No secret value is ever part of the state.
+digest are kept beside it so a plan can name the paths that changed. No secret value
+is ever part of the state.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import time
 import lumina_stack
 import pytest
 
+from reconciler.releasing import helm as releasing
+
 
 def _adopt(workspace: pathlib.Path) -> int:
     code, output = lumina_stack.once(workspace)
@@ -44,11 +46,10 @@ def test_sigterm_during_helm_upgrade_exits_0_and_leaves_no_pending_release(
             600,
             "'built lumina/backend'",
         )
-        # The upgrade has started once Helm has written the new revision.
+        # Helm has applied the new revision: the cycle now waits for its pods.
         lumina_stack.wait_for(
-            lambda: lumina_stack.helm_revision() > before, 120, "helm to start the upgrade"
+            lambda: lumina_stack.helm_revision() > before, 120, "helm to apply the upgrade"
         )
-        upgrading = lumina_stack.release_status()["info"]["status"]
     finally:
         code = lumina_stack.stop(process, signal.SIGTERM, timeout=400)
         log.join()
@@ -57,11 +58,11 @@ def test_sigterm_during_helm_upgrade_exits_0_and_leaves_no_pending_release(
     assert "abandoning the running cycle" in output, output[-4000:]
     lumina_stack.assert_no_pending_release()
     _state_is_whole(workspace)
-    # The signal really came during the upgrade, not after it finished.
-    assert upgrading.startswith("pending") or "rolled back" in output, upgrading
+    # The signal really came during the rollout wait, before the cycle ended.
+    assert "watching the rollout" in output and "cycle 1:" not in output, output[-4000:]
+    assert not releasing.helm_writers("lumina-todo", "lumina"), "a helm outlived the daemon"
 
-    # Helm, told to stop, either rolled back or (its wait already done) finished the
-    # upgrade: either way the next cycle ends with the cluster at the repository's state.
+    # The next cycle finds the applied revision unverified, verifies it, and records it.
     code, output = lumina_stack.once(workspace)
     assert code == 0, output
     assert lumina_stack.last_cycle(workspace)["outcome"] in ("converged", "nothing-to-do")
@@ -119,10 +120,11 @@ def test_sigkill_during_a_build_rebuilds_only_what_was_not_finished(
 def test_sigkill_during_the_rollout_wait_converges_without_a_second_revision(
     workspace: pathlib.Path,
 ) -> None:
-    """The daemon dies while helm waits for the new backend pod; its helm lives on.
+    """The daemon dies while it waits for the new backend pod.
 
-    The next run must neither roll back under that helm nor build the image again: it
-    waits for the orphan to finish, then finds the release at the repository's state.
+    Helm applied and returned, so nothing is left running or pending; the next run
+    finds a revision it never saw ready, verifies it instead of redeploying, and builds
+    nothing again.
     """
     before = _adopt(workspace)
     lumina_stack.change_backend(workspace, "rolled out while the daemon is killed")
@@ -131,24 +133,27 @@ def test_sigkill_during_the_rollout_wait_converges_without_a_second_revision(
     lumina_stack.count("faults injected")
     try:
         log.wait_for(lambda line: "built lumina/backend" in line, 600, "'built lumina/backend'")
-        # Helm has written the new revision and now waits for the rollout.
+        # Helm has applied the new revision; the daemon now watches the rollout.
         lumina_stack.wait_for(
-            lambda: lumina_stack.helm_revision() > before, 120, "helm to start the upgrade"
+            lambda: lumina_stack.helm_revision() > before, 120, "helm to apply the upgrade"
         )
-        waiting = lumina_stack.release_status()["info"]["status"]
+        status = lumina_stack.release_status()["info"]["status"]
     finally:
         process.kill()
         process.wait(timeout=60)
         log.join()
-    assert waiting.startswith("pending"), waiting
+    # Helm returned as soon as it applied: nothing pending, no helm left behind.
+    assert status == "deployed", status
+    assert "cycle 1:" not in log.text(), log.text()[-4000:]
+    assert not releasing.helm_writers("lumina-todo", "lumina"), "a helm outlived the daemon"
 
     code, output = lumina_stack.once(workspace)
     assert code == 0, output
     cycle = lumina_stack.last_cycle(workspace)
-    # The orphaned helm finished the rollout: nothing is left to do, nothing is built.
+    # The applied revision is verified (its pods watched until ready), nothing is built.
     assert cycle["outcome"] in ("nothing-to-do", "converged"), cycle
     assert "backend" not in cycle["built"], cycle
-    assert "earlier run" in output or cycle["outcome"] == "nothing-to-do", output
+    assert "unverified" in cycle["states"], cycle
     lumina_stack.assert_no_pending_release()
     assert lumina_stack.helm_revision() == before + 1, "one change, one revision"
     _state_is_whole(workspace)
