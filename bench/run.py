@@ -27,6 +27,7 @@ import rich.console
 from bench import (
     bootstrap,
     burst,
+    failure,
     idle,
     images,
     inner_loop,
@@ -37,7 +38,17 @@ from bench import (
     report,
 )
 
-GROUPS: tuple[ModuleType, ...] = (planning, burst, idle, noop, images, inner_loop, load, bootstrap)
+GROUPS: tuple[ModuleType, ...] = (
+    planning,
+    burst,
+    idle,
+    noop,
+    images,
+    inner_loop,
+    failure,
+    load,
+    bootstrap,
+)
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:

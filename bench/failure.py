@@ -1,0 +1,140 @@
+"""A backend that crashes on start: how long until the old release serves again.
+
+What it runs: in a clone that owns the release, a commit whose backend image builds but
+exits at start (its CMD replaced), then ``lumina-reconcile once --mode commit``: Helm
+applies, the cycle's own watch sees the crash, rolls back and waits for the old pod.
+Measured, per run: seconds from the cycle's start to the rolled-back backend serving
+again (the end of ``once``, which waits for it), what ended the rollout wait and after
+how long (the cycle's record), and the backend's downtime: a probe thread asks the
+backend, through the frontend's NodePort, every 0.25 s (``GET /api/todos`` without a
+token: 401 from a live backend, anything else counts as down). Helm's timeout stays at
+its 300 s default, so a run that sat it out shows as ~300 s. Then the fix is committed
+and deployed (not timed) before the next run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from bench import measuring, stack
+
+NAME = "failure"
+TITLE = "Failure (a backend that crashes on start, rolled back)"
+TARGET_SECONDS = 30.0
+PROBE = "http://127.0.0.1:30080/api/todos"
+DOCKERFILE = "services/backend/Dockerfile"
+
+
+def _backend_up() -> bool:
+    try:
+        with urllib.request.urlopen(PROBE, timeout=2):
+            return False  # 2xx without a token: not the backend answering as it should
+    except urllib.error.HTTPError as answer:
+        return answer.code == 401
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class DowntimeProbe:
+    """Seconds the backend did not answer, sampled every 0.25 s, bounded by ``limit``."""
+
+    def __init__(self, limit: float) -> None:
+        self.down = 0.0
+        self._stop = threading.Event()
+        self._limit = limit
+        self._thread = threading.Thread(target=self._run, name="downtime-probe", daemon=True)
+
+    def _run(self) -> None:
+        ends = time.monotonic() + self._limit
+        while not self._stop.is_set() and time.monotonic() < ends:
+            started = time.monotonic()
+            up = _backend_up()
+            self._stop.wait(0.25)
+            if not up:
+                self.down += time.monotonic() - started
+
+    def __enter__(self) -> DowntimeProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _crash(good: str, marker: str) -> str:
+    exit_now = f"import sys; sys.exit('bench: the backend refuses to start {marker}')"
+    return good.replace(
+        'CMD ["/opt/venv/bin/uvicorn"',
+        f'CMD ["/opt/venv/bin/python", "-c", "{exit_now}"]\n# was: CMD ["/opt/venv/bin/uvicorn"',
+        1,
+    )
+
+
+def run(ctx: measuring.Context) -> measuring.GroupResult:
+    result = measuring.GroupResult(NAME, TITLE)
+    stack.docker_ready()
+    clone = stack.clone(ctx, "failure-repo")
+    dockerfile = clone / DOCKERFILE
+    good = dockerfile.read_text(encoding="utf-8")
+    if 'CMD ["/opt/venv/bin/uvicorn"' not in good:
+        raise measuring.NotRunError(f"{DOCKERFILE} no longer starts uvicorn as this bench expects")
+    runs: list[dict[str, float | str]] = []
+    with stack.borrowed_release(ctx):
+        stack.reconcile_until_done(ctx, clone, "once", "--mode", "commit")
+        for attempt in range(ctx.times(3)):
+            dockerfile.write_text(_crash(good, f"{stack.RUN_ID}-{attempt}"), "utf-8")
+            measuring.git(clone, "commit", "-q", "-am", f"bench: crashing backend {attempt}")
+            with DowntimeProbe(limit=900) as probe:
+                seconds, code, line = stack.reconcile(clone, "once", "--mode", "commit")
+                # The last of the downtime: the old pod is Ready, the Service may lag.
+                time.sleep(1.0)
+            cycle = stack.last_cycle(clone)
+            wait = cycle.get("rollout") or {}
+            runs.append(
+                {
+                    "seconds": seconds,
+                    "down": probe.down,
+                    "wait": float(wait.get("seconds", 0.0)),
+                    "rollback": float((cycle.get("phases") or {}).get("rollback", 0.0)),
+                    "ended_by": str(wait.get("ended_by", "?")),
+                    "outcome": str(cycle.get("outcome", "?")),
+                }
+            )
+            ctx.say(
+                f"run {attempt + 1}: {cycle.get('outcome')} in {seconds:.1f}s "
+                f"(wait ended by {wait.get('ended_by')} after {wait.get('seconds')}s), "
+                f"backend down {probe.down:.1f}s; exit {code}: {line}"
+            )
+            dockerfile.write_text(good, "utf-8")
+            measuring.git(clone, "commit", "-q", "-am", f"bench: backend fixed {attempt}")
+            stack.reconcile_until_done(ctx, clone, "once", "--mode", "commit")
+    total = measuring.median([float(r["seconds"]) for r in runs])
+    down = measuring.median([float(r["down"]) for r in runs])
+    wait = measuring.median([float(r["wait"]) for r in runs])
+    # From the new pod's start (its first crash comes a second or two later) until the
+    # old one serves again: the watch's wait, then the rollback and its own wait.
+    recovery = measuring.median([float(r["wait"]) + float(r["rollback"]) for r in runs])
+    ended = sorted({str(r["ended_by"]) for r in runs})
+    result.rows += [
+        measuring.Row(
+            "crash: new pod started → old release serving again (median)",
+            measuring.seconds(recovery),
+            f"< {TARGET_SECONDS:.0f} s (Helm timeout left at 300 s)",
+            recovery < TARGET_SECONDS,
+        ),
+        measuring.Row(
+            "crash: the whole cycle, build included (median)",
+            f"{measuring.seconds(total)} ({measuring.spread([float(r['seconds']) for r in runs])})",
+        ),
+        measuring.Row(
+            "crash: rollout wait, until it was ended by",
+            f"{measuring.seconds(wait)} by {', '.join(ended)}",
+        ),
+        measuring.Row("crash: backend downtime (median)", measuring.seconds(down)),
+    ]
+    result.raw["runs"] = runs
+    return result
