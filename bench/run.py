@@ -25,6 +25,7 @@ from types import ModuleType
 import rich.console
 
 from bench import (
+    backend_cpu,
     bootstrap,
     burst,
     idle,
@@ -37,7 +38,17 @@ from bench import (
     report,
 )
 
-GROUPS: tuple[ModuleType, ...] = (planning, burst, idle, noop, images, inner_loop, load, bootstrap)
+GROUPS: tuple[ModuleType, ...] = (
+    planning,
+    burst,
+    idle,
+    noop,
+    backend_cpu,
+    images,
+    inner_loop,
+    load,
+    bootstrap,
+)
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
