@@ -65,7 +65,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.base_url, **{"timeout": 30, **kwargs})
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as Kubernetes sends it; returns the exit code.
