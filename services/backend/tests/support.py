@@ -102,6 +102,8 @@ def launch(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
                 "127.0.0.1",
                 "--port",
                 port,
+                "--http",
+                "httptools",  # as the image runs it
             ],
             cwd=BACKEND_DIR,
             env=service_env(env),
