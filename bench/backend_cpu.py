@@ -286,7 +286,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
             )
         )
     result.notes.append(
-        "backend_cpu: the server has a whole core here; the in-cluster targets (half a core) "
+        "the server has a whole core here; the in-cluster targets (half a core) "
         "are the load group's"
     )
     return result
