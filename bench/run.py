@@ -25,6 +25,7 @@ from types import ModuleType
 import rich.console
 
 from bench import (
+    backend_cpu,
     bootstrap,
     burst,
     failure,
@@ -43,6 +44,7 @@ GROUPS: tuple[ModuleType, ...] = (
     burst,
     idle,
     noop,
+    backend_cpu,
     images,
     inner_loop,
     failure,

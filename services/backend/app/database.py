@@ -11,18 +11,26 @@ failing with "database is locked":
   holds the lock (an operator's ``alembic`` or ``sqlite3`` shell) a wait, not an error.
 
 Readers use plain ``BEGIN`` and, thanks to WAL, never block on the writer.
+
+The request path of the todos and of every authenticated request (``read``/``write``)
+skips the ORM and the threadpool: plain ``sqlite3`` connections used on the event
+loop's thread, because a Session and a thread hop cost more than the queries. A write
+that would have to wait (another thread or process holds the write lock) is moved to
+a worker thread instead, so the loop itself never waits for a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -39,6 +47,7 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
         self.url = url
         self.path = sqlite_path(url)
+        self._busy_timeout_ms = busy_timeout_ms
         prepare_database_file(self.path)
         self.engine = _create_engine(url, busy_timeout_ms=busy_timeout_ms)
         self._writer_engine = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
@@ -63,8 +72,68 @@ class Database:
         ):
             yield session
 
+    async def read[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one read transaction, on the calling (event loop) thread."""
+        connection = self._reader
+        connection.execute("BEGIN")
+        try:
+            return work(connection)
+        finally:
+            connection.execute("COMMIT")
+
+    async def write[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one writing transaction: committed when it returns, else rolled back.
+
+        Done right here when the write lock is free this instant, else in a worker
+        thread that waits for it (up to the busy timeout, as every writer does).
+        """
+        if self._write_lock.acquire(blocking=False):
+            try:
+                connection = self._writer_now
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                        raise
+                else:
+                    return _transaction(connection, work)
+            finally:
+                self._write_lock.release()
+        return await anyio.to_thread.run_sync(self._write_waiting, work)
+
+    def _write_waiting[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._write_lock:
+            connection = self._writer_waiting
+            connection.execute("BEGIN IMMEDIATE")
+            return _transaction(connection, work)
+
+    @functools.cached_property
+    def _reader(self) -> sqlite3.Connection:
+        return self._connect(self._busy_timeout_ms)
+
+    @functools.cached_property
+    def _writer_now(self) -> sqlite3.Connection:
+        # No busy wait: a lock held elsewhere sends the write to _write_waiting.
+        return self._connect(0)
+
+    @functools.cached_property
+    def _writer_waiting(self) -> sqlite3.Connection:
+        return self._connect(self._busy_timeout_ms)
+
+    def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        # Opened lazily: backups and migrations use a Database without serving requests.
+        connection = sqlite3.connect(
+            self.path, timeout=busy_timeout_ms / 1000, check_same_thread=False
+        )
+        _configure(connection, busy_timeout_ms)
+        return connection
+
     def close(self) -> None:
-        """Fold the WAL back into the main file and close every pooled connection."""
+        """Fold the WAL back into the main file and close every connection."""
+        for name in ("_reader", "_writer_now", "_writer_waiting"):
+            connection = self.__dict__.pop(name, None)
+            if connection is not None:
+                connection.close()
         with contextlib.suppress(Exception), self.engine.connect() as conn:
             # Leaves a self-contained file on the volume for whoever opens it next.
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -143,18 +212,7 @@ def _create_engine(url: str, *, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
-        # Take BEGIN away from the sqlite3 module so that _on_begin decides its kind.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            # Durable across process crashes in WAL mode; only a power loss can drop
-            # the last commits, which is the usual trade for a local volume.
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
+        _configure(dbapi_connection, busy_timeout_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -162,3 +220,30 @@ def _create_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         conn.exec_driver_sql(f"BEGIN {kind}".strip())
 
     return engine
+
+
+def _configure(connection: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """The pragmas every connection of the app runs with, the ORM's and the raw ones."""
+    # Take BEGIN away from the sqlite3 module: the callers decide its kind.
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # Durable across process crashes in WAL mode; only a power loss can drop
+        # the last commits, which is the usual trade for a local volume.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _transaction[T](connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    try:
+        result = work(connection)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    # Returned only once committed: a write the client sees acknowledged is on disk.
+    connection.execute("COMMIT")
+    return result

@@ -1,7 +1,8 @@
 """What the request handlers share for the life of the process, and how they get it.
 
 main's lifespan builds one Runtime at startup; routes receive it (and the signed-in
-user) through the FastAPI dependencies below.
+user) through the FastAPI dependencies below. Both dependencies are coroutines: a
+plain ``def`` would cost each request a hop to the threadpool and back.
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import select
 
-from app import security
+from app import queries, security, token_cache
 from app.database import Database
 from app.models import User
 from app.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignedIn:
+    """The user a request's access token belongs to, as checked for this request."""
+
+    id: int
+    email: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +34,7 @@ class Runtime:
     settings: Settings
     database: Database
     heads: frozenset[str]
+    tokens: token_cache.TokenCache = dataclasses.field(default_factory=token_cache.TokenCache)
 
     @property
     def secret(self) -> str:
@@ -48,7 +58,7 @@ class Runtime:
     def user_for_token(self, token: str, kind: security.TokenKind) -> User | None:
         """The user a valid, current token of ``kind`` belongs to, else None."""
         try:
-            user_id, fingerprint = security.read_token(token, kind=kind, secret=self.secret)
+            user_id, fingerprint, _ = security.read_token(token, kind=kind, secret=self.secret)
         except security.InvalidToken:
             return None
         with self.database.reading() as session:
@@ -58,8 +68,33 @@ class Runtime:
             return None
         return user
 
+    async def signed_in(self, token: str) -> SignedIn | None:
+        """The user of a valid, current access token, else None.
 
-def get_runtime(request: Request) -> Runtime:
+        The signature is checked once per token (then remembered until its ``exp``);
+        the user's row is read on every request, so that a removed account or a changed
+        password revokes the token at once.
+        """
+        claims = self.tokens.get(token)
+        if claims is token_cache.Expired.EXPIRED:
+            return None
+        if claims is None:
+            try:
+                verified = security.read_token(
+                    token, kind=security.TokenKind.ACCESS, secret=self.secret
+                )
+            except security.InvalidToken:
+                return None
+            claims = token_cache.Claims(*verified)
+            self.tokens.put(token, claims)
+        user_id = claims.user_id
+        row = await self.database.read(lambda connection: queries.user_row(connection, user_id))
+        if row is None or security.password_fingerprint(row[1]) != claims.fingerprint:
+            return None
+        return SignedIn(id=user_id, email=row[0])
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -69,17 +104,17 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 _bearer = HTTPBearer(auto_error=False, description="The access_token from /api/auth/login")
 
 
-def get_current_user(
+async def get_current_user(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+) -> SignedIn:
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "Not authenticated",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    user = runtime.user_for_token(credentials.credentials, security.TokenKind.ACCESS)
+    user = await runtime.signed_in(credentials.credentials)
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -89,4 +124,4 @@ def get_current_user(
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[SignedIn, Depends(get_current_user)]

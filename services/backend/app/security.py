@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import hashlib
 import threading
+from typing import NamedTuple
 
 import jwt
 from argon2 import PasswordHasher
@@ -77,8 +78,16 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
-def read_token(token: str, *, kind: TokenKind, secret: str) -> tuple[int, str]:
-    """The user id and password fingerprint of a valid token of ``kind``."""
+class Verified(NamedTuple):
+    """What a valid token says: whose it is, for which password, until when."""
+
+    user_id: int
+    fingerprint: str
+    expires_at: float  # seconds since the epoch
+
+
+def read_token(token: str, *, kind: TokenKind, secret: str) -> Verified:
+    """The claims of a valid token of ``kind``."""
     try:
         claims = jwt.decode(
             token,
@@ -92,11 +101,12 @@ def read_token(token: str, *, kind: TokenKind, secret: str) -> tuple[int, str]:
         raise InvalidToken(str(exc)) from None
     if claims.get("kind") != kind.value:
         raise InvalidToken("wrong token kind")
-    subject, fingerprint = claims.get("sub"), claims.get("pwd")
+    subject, fingerprint, expires = claims.get("sub"), claims.get("pwd"), claims["exp"]
     if (
         not isinstance(subject, str)
         or not (subject.isascii() and subject.isdigit())
         or not isinstance(fingerprint, str)
+        or not isinstance(expires, int | float)
     ):
         raise InvalidToken("malformed claims")
-    return int(subject), fingerprint
+    return Verified(int(subject), fingerprint, float(expires))

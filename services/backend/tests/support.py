@@ -65,7 +65,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.base_url, **{"timeout": 30, **kwargs})
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as Kubernetes sends it; returns the exit code.
@@ -102,6 +102,8 @@ def launch(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
                 "127.0.0.1",
                 "--port",
                 port,
+                "--http",
+                "httptools",  # as the image runs it
             ],
             cwd=BACKEND_DIR,
             env=service_env(env),

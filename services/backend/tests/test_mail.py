@@ -93,6 +93,7 @@ def _login(client: TestClient, password: str) -> int:
 def test_password_reset_flow(mail_client: TestClient, inbox: tuple[Inbox, int]) -> None:
     client, mailbox = mail_client, inbox[0]
     old_session = support.sign_up(client, "ann@example.org")
+    assert client.get("/api/auth/me", headers=old_session).status_code == 200  # in use
 
     requested = client.post("/api/auth/password-reset", json={"email": "Ann@Example.org"})
     assert requested.status_code == 202

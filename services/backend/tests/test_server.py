@@ -101,6 +101,38 @@ def test_sigterm_lets_an_in_flight_write_finish(server_env: dict[str, str], tmp_
     assert titles == ["in flight"]
 
 
+def test_reads_answer_while_a_write_waits_for_another_process(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The waiting write must not hold up the server: the other requests go on.
+    env = server_env | {"SQLITE_BUSY_TIMEOUT_MS": "30000"}
+    server = support.start_server(env, tmp_path / "uvicorn.log")
+    with server.client() as http:
+        headers = support.sign_up(http, "ann@example.org")
+        http.post("/api/todos", json={"title": "before"}, headers=headers)
+    db_path = server_env["DATABASE_URL"].removeprefix("sqlite:///")
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(max_workers=1) as pool, server.client() as http:
+            pending = pool.submit(
+                http.post, "/api/todos", json={"title": "waiting"}, headers=headers
+            )
+            time.sleep(1)  # the write is now waiting for the lock
+            with server.client(timeout=10) as other:
+                listed = other.get("/api/todos", headers=headers)
+                health = other.get("/api/health")
+            assert not pending.done()
+            blocker.execute("COMMIT")
+            written = pending.result(timeout=30)
+    finally:
+        blocker.close()
+        server.stop()
+    assert health.status_code == 200
+    assert [item["title"] for item in listed.json()["items"]] == ["before"]
+    assert written.status_code == 201
+
+
 def _run_to_exit(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
     log_path = tmp_path / "refused.log"
     process = support.launch(env, log_path)

@@ -76,8 +76,8 @@ def login(body: LoginRequest, runtime: RuntimeDep) -> TokenOut:
 
 
 @router.get("/me", response_model=UserOut, responses=_UNAUTHORIZED)
-def me(user: CurrentUser) -> User:
-    return user
+async def me(user: CurrentUser) -> UserOut:
+    return UserOut(id=user.id, email=user.email)
 
 
 @router.post(

@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
-def health() -> Health:
+async def health() -> Health:
     # Deliberately touches nothing: a slow database must not get the pod restarted.
     return Health(status="ok")
 
