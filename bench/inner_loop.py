@@ -254,7 +254,7 @@ def _ours(
 
 
 def _phase_text(runs: list[dict[str, Any]]) -> str:
-    names = ("plan", "build", "load", "preflight", "deploy")
+    names = ("plan", "build", "load", "deploy", "ready")
     parts = []
     for name in names:
         values = [float(run["phases"].get(name, 0.0)) for run in runs]

@@ -188,6 +188,18 @@ CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
         S.OUT_OF_SYNC,
         (),
     ),
+    "drift corrected by this cycle's upgrade": (
+        _seen(
+            live_backend=BACKEND_NEW,
+            revision=4,
+            saved=_saved(BACKEND_NEW),
+            request=observing.Request(force_upgrade=True),
+            verified_revision=4,
+            converged_revision=4,
+        ),
+        S.UNRECORDED,
+        (),
+    ),
     "upgrade applied, pods not judged yet": (
         _seen(pending_rollout=ATTEMPT),
         S.UNVERIFIED,

@@ -10,7 +10,7 @@ import time
 from conftest import PlanRunner, commit_all, git, rebuilds, write
 
 from reconciler import discovery, services, settings
-from reconciler.cycle import planning, state
+from reconciler.cycle import state
 from reconciler.inputs import contexts, snapshots, worktree_reading
 from reconciler.releasing import targets
 
@@ -230,13 +230,3 @@ def test_stat_cache_notices_same_size_rewrite(project: pathlib.Path, plan_json: 
     assert digest(first) != digest(second)
     shutil.rmtree(project / ".lumina")
     assert digest(plan_json(project)) == digest(second)
-
-
-def test_only_the_registrys_answer_spares_a_build() -> None:
-    changed = ["backend", "chatbot", "frontend"]
-    without_registry = planning.deliveries(changed, {})
-    assert without_registry.build == tuple(changed) and without_registry.in_registry == ()
-    asked = planning.deliveries(changed, {"backend": False, "chatbot": True, "frontend": True})
-    assert asked.build == ("backend",)
-    assert asked.in_registry == ("chatbot", "frontend")
-    assert planning.deliveries([], {"backend": True}) == planning.Delivery((), ())

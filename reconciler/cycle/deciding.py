@@ -119,13 +119,15 @@ def decide(seen: observing.Observation) -> Decision:
     assert seen.desired is not None
     plan = seen.plan()
     assert plan is not None
+    # Drift is corrected by one upgrade: once this cycle applied one, the force is spent.
+    forced = seen.request.force_upgrade and seen.converged_revision is None
     changed = tuple(service.name for service in plan.rebuilds)
     deployed = release is not None and release.status == "deployed"
     in_sync = (
         not changed
         and not plan.chart_changed
         and (deployed or not seen.release_read)
-        and not seen.request.force_upgrade
+        and not forced
         and (seen.release_read or seen.saved.revision is not None)
     )
     if in_sync:
@@ -145,7 +147,7 @@ def decide(seen: observing.Observation) -> Decision:
             plan,
         )
     failed = seen.saved.last_failure
-    if not seen.request.force_upgrade and failed and failed.get("target") == seen.desired.key:
+    if not forced and failed and failed.get("target") == seen.desired.key:
         return Decision(
             CycleState.KNOWN_FAILURE,
             f"these inputs already failed ({failed.get('outcome')}): "
@@ -166,7 +168,7 @@ def decide(seen: observing.Observation) -> Decision:
         else "the chart or its values changed"
         if plan.chart_changed
         else "drift is corrected"
-        if seen.request.force_upgrade
+        if forced
         else f"the release is {release.status if release else 'not installed'}"
     )
     return Decision(CycleState.OUT_OF_SYNC, why, changed, plan)

@@ -273,7 +273,12 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
     built, delivered = await _images_present(box, wanted, [s.name for s in plan.rebuilds])
     live = baseline.images or {}
     running = frozenset(name for name, image in live.items() if wanted.images.get(name) == image)
-    return dataclasses.replace(observed, built=built | running, delivered=delivered | running)
+    return dataclasses.replace(
+        observed,
+        built=built | running,
+        delivered=delivered | running,
+        in_registry=tuple(sorted(built)) if config.registry else (),
+    )
 
 
 def observe_saved(sources: Sources, request: Request) -> Observation:

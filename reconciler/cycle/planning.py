@@ -216,25 +216,3 @@ def plan(
         chart_changed=chart_changed,
         chart_reasons=chart_reasons,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivery:
-    """How each image to deploy reaches the cluster."""
-
-    #: built (or found in the local engine), then pushed or loaded into the nodes
-    build: tuple[str, ...]
-    #: already in the registry: neither built nor pushed, the nodes pull it
-    in_registry: tuple[str, ...]
-
-
-def deliveries(changed: Sequence[str], in_registry: Mapping[str, bool]) -> Delivery:
-    """Split the services to deploy by the registry's answer (empty: no registry).
-
-    The registry's answer is the only one trusted: a local image proves nothing about
-    what the cluster can pull, and another clone may have pushed the digest already.
-    """
-    return Delivery(
-        build=tuple(name for name in changed if not in_registry.get(name, False)),
-        in_registry=tuple(name for name in changed if in_registry.get(name, False)),
-    )

@@ -59,7 +59,9 @@ async def run(
     changed = decision.services
     description = f"lumina: {', '.join(f'{n}={wanted.tags[n]}' for n in changed) or 'chart change'}"
     box.counters["helm_upgrades"] += 1
-    previous = release.revision if deployed and release is not None else None
+    # What to return to on failure: the live revision, or (a failed one lives) the last
+    # one this tool saw ready.
+    previous = release.revision if deployed and release is not None else seen.saved.revision
     expected = {
         plugin.values_key: wanted.images[plugin.name]
         for plugin in box.plugins
