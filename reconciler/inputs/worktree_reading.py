@@ -210,6 +210,53 @@ def _below(directory: str, check: _Filter) -> _Filter:
     return lambda inner: check(f"{directory}/{inner}")
 
 
+def _forget(listing: dict[str, trees.FileEntry], path: str) -> None:
+    """Drop ``path`` from the listing, and everything below it if it was a directory."""
+    if listing.pop(path, None) is None:
+        below = path + "/"
+        for name in [name for name in listing if name.startswith(below)]:
+            del listing[name]
+
+
+def _relist(
+    repo: pathlib.Path,
+    path: str,
+    relative: str,
+    listing: dict[str, trees.FileEntry],
+    *,
+    cache: HashCache,
+    prune: _Filter,
+    excluded: _Filter,
+    now_ns: int,
+) -> None:
+    """Put into the listing what ``path`` is now: nothing when it is gone."""
+    full = repo / path
+    try:
+        st = full.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return  # deleted
+    if stat.S_ISDIR(st.st_mode):
+        if not prune(relative):
+            listing.update(
+                list_directory(
+                    repo,
+                    path,
+                    cache=cache,
+                    prune=_below(relative, prune),
+                    excluded=_below(relative, excluded),
+                )
+            )
+        return
+    if excluded(relative):
+        return
+    try:
+        entry = _entry(str(full), path, st, cache, now_ns)
+    except FileNotFoundError:
+        return
+    if entry is not None:
+        listing[path] = entry
+
+
 def _patch(
     repo: pathlib.Path,
     prefix: str,
@@ -234,35 +281,17 @@ def _patch(
         parts = relative.split("/")
         if any(prune("/".join(parts[:depth])) for depth in range(1, len(parts))):
             continue  # inside a directory the build never sees
-        if listing.pop(path, None) is None:
-            below = path + "/"
-            for name in [name for name in listing if name.startswith(below)]:
-                del listing[name]
-        full = repo / path
-        try:
-            st = full.lstat()
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # deleted
-        if stat.S_ISDIR(st.st_mode):
-            if not prune(relative):
-                listing.update(
-                    list_directory(
-                        repo,
-                        path,
-                        cache=cache,
-                        prune=_below(relative, prune),
-                        excluded=_below(relative, excluded),
-                    )
-                )
-            continue
-        if excluded(relative):
-            continue
-        try:
-            entry = _entry(str(full), path, st, cache, now_ns)
-        except FileNotFoundError:
-            continue
-        if entry is not None:
-            listing[path] = entry
+        _forget(listing, path)
+        _relist(
+            repo,
+            path,
+            relative,
+            listing,
+            cache=cache,
+            prune=prune,
+            excluded=excluded,
+            now_ns=now_ns,
+        )
     remembered.pending.clear()
     return True
 
