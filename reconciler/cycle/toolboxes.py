@@ -1,7 +1,9 @@
 """The adapters one reconcile cycle acts through, gathered in one object.
 
-Who builds it: :mod:`reconciler.cli.wiring` for commands and the daemon, tests and benchmarks
-for their own setups. Holding every side effect here keeps the deciding code pure.
+Who builds it: :mod:`reconciler.cli.wiring` for commands and the daemon, tests and
+benchmarks for their own setups; the cycle's observe step and actions act through it.
+Holding every side effect here keeps the deciding code pure; the Helm adapter and the
+provider are typed by what the cycle calls (:mod:`reconciler.cycle.ports`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 from reconciler import services, settings
 from reconciler.building import builds
 from reconciler.cluster import kube, providers
+from reconciler.cycle import ports
 from reconciler.daemon import metrics
 from reconciler.inputs import worktree_reading
-from reconciler.releasing import helm, targets
+from reconciler.releasing import targets
 
 log = logging.getLogger("lumina.reconcile")
 
@@ -30,10 +33,10 @@ class Toolbox:
 
     config: settings.Settings
     plugins: Sequence[services.ServicePlugin]
-    provider: providers.ClusterProvider
+    provider: ports.ImageLoading
     cluster: providers.ClusterInfo
     kube: kube.Kube
-    releaser: helm.Releaser
+    releaser: ports.Releases
     metrics: metrics.Metrics
     hash_cache: worktree_reading.HashCache
     #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
