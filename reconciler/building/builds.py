@@ -1,8 +1,9 @@
 """Building images with the Docker engine the cluster uses.
 
-Who calls it: :mod:`reconciler.cycle.reconciling`, once per service to rebuild, up to
-``build_concurrency`` at a time. Only this module and :mod:`reconciler.building.registries` (its
-pushes) import the docker SDK. The engine is the one the cluster provider names
+Who calls it: the cycle's build action, once per service to rebuild, up to
+``build_concurrency`` at a time, and its observe step (which images exist). Only this
+module and :mod:`reconciler.building.registries` (its pushes) import the docker SDK
+for engine calls. The engine is the one the cluster provider names
 (``docker_env``); the context is the tar from :mod:`reconciler.building.packing`, so the image
 holds exactly what the digest covers. An image already present under its digest tag is
 never built again — also when it is only there under another repository name (the

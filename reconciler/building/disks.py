@@ -1,6 +1,6 @@
 """Room on disk before a cycle writes anything: refuse early, with the numbers.
 
-Who calls it: :mod:`reconciler.cycle.reconciling`, before a cycle builds or deploys. A build
+Who calls it: the cycle's build and upgrade actions, before they write. A build
 that runs out of space half-way leaves dangling layers and an error from deep inside the
 engine; a state file that cannot be written after a deploy forgets what was deployed.
 Checking the state directory, the build-context spool and the Docker engine's data root

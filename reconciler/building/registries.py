@@ -1,6 +1,6 @@
 """Image delivery through a registry: ask whether a tag is there, push what is not.
 
-Who calls it: :mod:`reconciler.cycle.reconciling`, when the settings name a registry
+Who calls it: the cycle's observe step and build action, when the settings name a registry
 (``LUMINA_REGISTRY=host:port/prefix``). Images are then called
 ``<registry>/<service>:<digest tag>``; the cluster's runtime pulls them, so nothing is
 loaded into its nodes. Whether the registry already holds a tag is asked of the

@@ -1,6 +1,6 @@
 """Secrets: from a local git-ignored source to Kubernetes Secrets, never anywhere else.
 
-Who calls it: :mod:`reconciler.cycle.reconciling` before every upgrade, and bootstrap. Each
+Who calls it: the cycle's upgrade action before every upgrade, and bootstrap. Each
 plugin declares the keys it needs (:class:`reconciler.services.SecretSpec`). Values are
 read from ``config/secrets.env`` (git-ignored), then the environment; a ``GENERATED``
 key that has no value gets a strong random one, written back to ``secrets.env`` with

@@ -1,7 +1,8 @@
 """Prometheus metrics of the daemon, in a registry of its own.
 
-Who calls it: :mod:`reconciler.cycle.reconciling` records, :mod:`reconciler.daemon.serving` exposes
-``/metrics``. A private registry keeps tests and several daemons in one process apart.
+Who calls it: the cycle records (:mod:`reconciler.cycle.concluding`, the build action),
+:mod:`reconciler.daemon.serving` exposes ``/metrics``. A private registry keeps tests
+and several daemons in one process apart.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Before an upgrade restarts a service: run its plugin's pre-upgrade hook in the old pod.
 
-Who calls it: :func:`reconciler.cycle.reconciling.run_cycle`, after the pre-flight checks and
-before anything in the cluster changes. :func:`restarting` (pure) tells from the
-rendered chart and the deployed release which Deployments the upgrade will roll — a new
-image or a changed config checksum both change the pod template. :func:`run` applies
+Who calls it: the cycle's upgrade action (:mod:`reconciler.cycle.actions.upgrade`), after
+the pre-flight checks and before anything in the cluster changes. :func:`restarting`
+(pure) tells from the rendered chart and the deployed release which Deployments the
+upgrade will roll — a new image or a changed config checksum both change the pod
+template. :func:`run` applies
 the policy, the same for every plugin:
 
 * no running pod of the service (a first install, or a pod that is crashing): the hook

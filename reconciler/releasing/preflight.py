@@ -1,7 +1,7 @@
 """Static checks on a rendered chart before it reaches the cluster.
 
-Pure: rendered objects (and the deployed ones) in, problems out. Who calls it:
-:mod:`reconciler.cycle.reconciling`, before every upgrade. Each check refuses an upgrade that
+Pure: rendered objects (and the deployed ones) in, problems out. Who calls it: the
+cycle's upgrade action, before anything is applied. Each check refuses an upgrade that
 is known to break: Helm would apply it, and the cluster would fail in ways that are
 slow to notice (two pods on one ReadWriteOnce volume) or impossible to apply (a changed
 Deployment selector is immutable).

@@ -1,8 +1,9 @@
 """What the cluster should run, as data: image names, chart values, the keys that tell
 one target from another. Pure functions of the snapshot, settings and release values.
 
-Who calls it: :mod:`reconciler.cycle.reconciling` (deciding), :mod:`reconciler.cycle.acting`, the
-benchmarks. Nothing here touches docker, helm or the cluster.
+Who calls it: the cycle's observe step (what is wanted and what the release runs), its
+upgrade, verify and remediate actions, the benchmarks. Nothing here touches docker,
+helm or the cluster.
 """
 
 from __future__ import annotations
