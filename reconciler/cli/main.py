@@ -150,6 +150,9 @@ def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption
     from reconciler.daemon import running  # noqa: PLC0415 — see the note on imports
 
     _setup_logging(verbose)
+    # Told to stop while still starting (the lock is taken, the loop's own handlers are
+    # not yet installed): that is a clean stop too, not death by signal.
+    signal.signal(signal.SIGTERM, _stop_while_starting)
     config = _load(repo, mode=mode)
     lock = _locked(config)
     try:
@@ -157,6 +160,10 @@ def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption
         raise typer.Exit(running.run_daemon(box))
     finally:
         lock.release()
+
+
+def _stop_while_starting(_signum: int, _frame: object) -> None:
+    raise typer.Exit(0)
 
 
 @app.command()
