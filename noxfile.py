@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pathlib
 import subprocess
@@ -194,27 +195,38 @@ def _daemon_running(session: nox.Session) -> bool:
     return isinstance(found, str) and '"pid": null' not in found and '"pid"' in found
 
 
-APP_HEALTH = "http://127.0.0.1:30080/api/health"
+def _app_location(session: nox.Session) -> dict[str, str]:
+    """Where the provider says the app is (``status --json``'s ``cluster``)."""
+    found = session.run("lumina-reconcile", "status", "--json", silent=True, success_codes=[0])
+    assert isinstance(found, str)
+    # Warnings (a skipped plugin) may surround the JSON: silent output has stderr too.
+    document, _ = json.JSONDecoder().raw_decode(found[found.index("{") :])
+    cluster = document.get("cluster") or {}
+    return {str(key): str(value) for key, value in cluster.items()}
 
 
-def _wait_for_app(session: nox.Session, timeout: float = 300.0) -> None:
-    """Until the app answers through the frontend's NodePort (frontend and backend Ready):
-    after a cluster restart the release is unchanged but its pods are still starting."""
+def _wait_for_app(session: nox.Session, url: str, note: str, timeout: float = 300.0) -> None:
+    """Until the app answers on ``url`` (frontend and backend Ready): after a cluster
+    restart the release is unchanged but its pods are still starting."""
+    health = f"{url}/api/health"
+    if not health.startswith(("http://", "https://")):
+        session.error(f"the cluster provider gave a URL that is not http(s): {url!r}")
     started = time.monotonic()
     said = started
     while True:
         try:
-            with urllib.request.urlopen(APP_HEALTH, timeout=5) as answer:
+            with urllib.request.urlopen(health, timeout=5) as answer:  # noqa: S310 (checked above)
                 if answer.status == 200:
                     waited = time.monotonic() - started
-                    session.log(f"the app answers on {APP_HEALTH} ({waited:.0f}s)")
+                    session.log(f"the app answers on {health} ({waited:.0f}s)")
                     return
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() - started > timeout:
             session.error(
-                f"the app did not answer on {APP_HEALTH} within {timeout:.0f}s; "
-                "see `lumina-reconcile diagnose`"
+                f"the app did not answer on {health} within {timeout:.0f}s; "
+                f"see `lumina-reconcile verify` and `lumina-reconcile diagnose`"
+                + (f" ({note})" if note else "")
             )
         if time.monotonic() - said >= 10:
             session.log(f"waiting for the pods to serve ({time.monotonic() - started:.0f}s)")
@@ -234,9 +246,12 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
             # One reconciler per repository: the running daemon steps aside for this cycle.
             session.run("lumina-reconcile", "stop")
         session.run("lumina-reconcile", "once")
-    with steps.step("the app answering"):
-        if os.environ.get("LUMINA_CLUSTER", "auto") in ("auto", "local"):
-            _wait_for_app(session)  # NodePorts answer on 127.0.0.1 only on the local cluster
+    with steps.step("the app answering (on the URL the cluster provider gives)"):
+        where = _app_location(session)
+        if where.get("app_url"):
+            _wait_for_app(session, where["app_url"], where.get("app_url_note", ""))
+        else:
+            session.warn(f"no URL to wait on: {where.get('app_url_note') or 'unknown'}")
     if start_daemon or was_running:
         with steps.step("the reconciler daemon"):
             _start_daemon(session)
@@ -276,7 +291,11 @@ def _start_daemon(session: nox.Session) -> None:
 def bootstrap(session: nox.Session) -> None:
     """Bring the whole stack up from nothing and start the reconciler daemon."""
     _bootstrap(session, start_daemon=True)
-    session.log("Lumina Todo: http://127.0.0.1:30080")
+    where = _app_location(session)
+    if where.get("app_url"):
+        session.log(f"Lumina Todo: {where['app_url']}")
+    else:
+        session.log(f"Lumina Todo: {where.get('app_url_note')}")
     session.log("status: lumina-reconcile status   (or http://127.0.0.1:8787/status)")
 
 

@@ -25,6 +25,7 @@ import typer
 
 from reconciler import discovery, errors, settings
 from reconciler.cli import db_commands
+from reconciler.cluster import app_urls
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
 from reconciler.inputs import contexts, git_reading, snapshots, worktree_reading
@@ -197,6 +198,7 @@ def _status(config: settings.Settings) -> dict[str, object]:
         "last_cycle": saved.history[-1] if saved.history else None,
         "last_failure": saved.last_failure,
         "state_problem": loaded.problem or None,
+        "cluster": app_urls.recorded(state_dir),
     }
 
 
@@ -244,6 +246,7 @@ def status(
     pid = document["daemon"]["pid"]  # type: ignore[index]
     typer.echo(f"release {config.release} in {config.namespace}: revision {document['revision']}")
     typer.echo(f"daemon: {'running, PID ' + str(pid) if pid else 'not running'}")
+    typer.echo(app_urls.describe(document["cluster"]))  # type: ignore[arg-type]
     table = rich.table.Table()
     for column in ("service", "tag", "digest", "rollout"):
         table.add_column(column)
@@ -365,6 +368,8 @@ def cluster(
         info = provider.ensure_up()
         typer.echo(f"{provider.name} cluster up: context {info.context}, node {info.node_ip}")
         typer.echo(f"kubeconfig: {info.kubeconfig}")
+        recorded = app_urls.record(config.repo_path(config.state_dir), provider.name, info)
+        typer.echo(app_urls.describe(recorded))
     elif action is ClusterAction.DOWN:
         provider.down()
         typer.echo(f"{provider.name} cluster stopped (state and volumes kept)")
