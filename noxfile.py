@@ -258,7 +258,42 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
     session.log(f"bootstrap steps: {steps.summary()}")
 
 
+def _service_status(session: nox.Session) -> dict[str, object]:
+    """``lumina-reconcile service status --json``: a systemd --user manager, a unit."""
+    found = session.run(
+        "lumina-reconcile", "service", "status", "--json", silent=True, success_codes=[0, 1]
+    )
+    assert isinstance(found, str)
+    document, _ = json.JSONDecoder().raw_decode(found[found.index("{") :])
+    return dict(document)
+
+
 def _start_daemon(session: nox.Session) -> None:
+    """Under systemd --user when asked (LUMINA_DAEMON=service) or already installed there;
+    else detached, as a process of its own session, offering the service where it exists."""
+    choice = os.environ.get("LUMINA_DAEMON", "auto")
+    service = _service_status(session)
+    if choice == "service" or (choice == "auto" and service.get("unit_file")):
+        session.run("lumina-reconcile", "service", "install")
+        deadline = time.monotonic() + 60
+        while _service_status(session).get("active") != "active":
+            if time.monotonic() > deadline:
+                session.error(f"the {service['unit']} unit is not active; see `journalctl --user`")
+            time.sleep(1)
+        session.log(
+            f"reconciler daemon: systemd --user unit {service['unit']} (restarted on "
+            f"failure), logs: journalctl --user -u {service['unit']}"
+        )
+        return
+    _start_detached(session)
+    if service.get("manager"):
+        session.log(
+            "systemd --user is available: `lumina-reconcile service install` keeps the daemon "
+            "up and restarts it on failure (LUMINA_DAEMON=service makes bootstrap do that)"
+        )
+
+
+def _start_detached(session: nox.Session) -> None:
     log_path = ROOT / ".lumina" / "daemon.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     executable = pathlib.Path(session.virtualenv.bin) / "lumina-reconcile"
@@ -279,7 +314,7 @@ def _start_daemon(session: nox.Session) -> None:
     while time.monotonic() < deadline:
         said = log_path.read_bytes()[offset:].decode("utf-8", "replace")
         if "watching " in said:
-            session.log(f"reconciler daemon started (PID {daemon.pid}), log: {log_path}")
+            session.log(f"reconciler daemon started detached (PID {daemon.pid}), log: {log_path}")
             return
         if daemon.poll() is not None:
             session.error(f"the reconciler daemon exited ({daemon.returncode}):\n{said[-2000:]}")

@@ -24,7 +24,7 @@ import rich.table
 import typer
 
 from reconciler import discovery, errors, settings
-from reconciler.cli import db_commands, verify_command
+from reconciler.cli import db_commands, service_commands, verify_command
 from reconciler.cluster import app_urls
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
@@ -386,6 +386,7 @@ def cluster(
 
 
 app.add_typer(db_commands.app, name="db")
+app.add_typer(service_commands.app, name="service")
 app.command()(verify_command.verify)
 
 
