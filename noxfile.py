@@ -253,6 +253,7 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
         else:
             session.warn(f"no URL to wait on: {where.get('app_url_note') or 'unknown'}")
     if start_daemon or was_running:
+        steps.total += 0 if start_daemon else 1  # a daemon that was running is restarted
         with steps.step("the reconciler daemon"):
             _start_daemon(session)
     session.log(f"bootstrap steps: {steps.summary()}")
