@@ -165,7 +165,9 @@ def health_in_pod(cluster: kube.Kube, namespace: str, service: str, probe: servi
         try:
             done = cluster.exec(namespace, pod.name, pod.container, argv, timeout=EXEC_TIMEOUT)
         except errors.LuminaError as exc:
-            return Check(name, False, f"{pod.name}: {exc.message}", by_hand)
+            # Some API servers refuse the exec itself when the executable is missing.
+            tried.append(f"{interpreter} ({exc.message})")
+            continue
         said = (done.stdout or done.stderr).strip().splitlines()
         if done.exit_code == 0:
             hand = _by_hand("kubectl", "exec", "-n", namespace, f"deploy/{service}", "--", *argv)
@@ -175,9 +177,9 @@ def health_in_pod(cluster: kube.Kube, namespace: str, service: str, probe: servi
             return Check(
                 name, False, f"{pod.name}: {url} failed ({interpreter}): {output}", by_hand
             )
-        tried.append(interpreter)
+        tried.append(f"{interpreter} ({done.reason or f'exit {done.exit_code}'})")
     return Check(
-        name, False, f"{pod.name}: none of {', '.join(tried)} could run in the image", by_hand
+        name, False, f"{pod.name}: none of {'; '.join(tried)} could run in the image", by_hand
     )
 
 

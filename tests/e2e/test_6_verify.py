@@ -45,7 +45,12 @@ def _verified() -> dict[str, Any]:
 
     def passes() -> bool:
         done = _verify("--json")
-        found.update(json.loads(done.stdout))
+        try:
+            found.update(json.loads(done.stdout))
+        except ValueError:
+            raise AssertionError(
+                f"verify printed no JSON ({done.returncode}): {done.stderr}"
+            ) from None
         return done.returncode == 0
 
     # Earlier e2e modules may have left a rollout finishing: wait, bounded.
