@@ -26,6 +26,10 @@ for group in "${groups[@]}"; do
   read -r -a more <<<"${GROUPS_OF[$group]}"
   packages+=("${more[@]}")
 done
+if ! command -v dpkg-query >/dev/null; then
+  echo "not a Debian system: make sure the ${groups[*]} tests have: $(printf '%s\n' "${packages[@]}" | sort -u | tr '\n' ' ')" >&2
+  exit 0
+fi
 missing=()
 for package in $(printf '%s\n' "${packages[@]}" | sort -u); do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
