@@ -7,13 +7,16 @@ service's own requirements files, so there is one list of each.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 import pathlib
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import nox
 
@@ -62,6 +65,7 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Reconciler tests: settings, plugins, planning, against real git and files."""
     _install_project(session, "test")
+    _test_packages(session, "tests")
     session.run(
         "pytest",
         "tests",
@@ -103,6 +107,7 @@ def chatbot(session: nox.Session) -> None:
 @nox.session(python=PY, tags=["ci"])
 def frontend(session: nox.Session) -> None:
     """Frontend unit tests (vitest) and a real-Chromium browser test against a real backend."""
+    _test_packages(session, "frontend")
     session.install("-r", str(BACKEND / "requirements.txt"))
     python = pathlib.Path(session.virtualenv.bin) / "python"
     env = {"BACKEND_PYTHON": str(python), "BACKEND_SRC": str(BACKEND)}
@@ -116,9 +121,7 @@ def frontend(session: nox.Session) -> None:
 def chart(session: nox.Session) -> None:
     """The umbrella chart: helm lint, Kubernetes schemas, policies, values schema."""
     session.install("-r", "tests/chart/requirements.txt")
-    helm_dir = session.run("bash", "tools/install-helm.sh", external=True, silent=True)
-    assert isinstance(helm_dir, str)
-    path = f"{helm_dir.strip().splitlines()[-1]}{os.pathsep}{os.environ['PATH']}"
+    path = f"{_helm_directory(session)}{os.pathsep}{os.environ['PATH']}"
     # The install test needs the real cluster: it runs in the e2e session, after bootstrap.
     session.run(
         "pytest",
@@ -129,15 +132,62 @@ def chart(session: nox.Session) -> None:
     )
 
 
-def _machine_setup(session: nox.Session) -> None:
-    """Docker engine, local base images and Helm: what every cluster provider needs."""
-    session.log("step 1/5: system packages and the Docker engine")
-    session.run("bash", "tools/system-packages.sh", external=True)
-    session.run("bash", "tools/ensure-docker.sh", external=True)
-    session.log("step 2/5: base images (local stand-ins where no registry answers)")
-    session.run("bash", "tools/base-images/build.sh", external=True)
-    session.log("step 3/5: Helm")
-    session.run("bash", "tools/install-helm.sh", external=True, silent=True)
+def _test_packages(session: nox.Session, group: str) -> None:
+    """The Debian packages a test session needs (tools/system-packages.sh GROUP): CI's,
+    never the product's, so bootstrap does not install them."""
+    session.run("bash", "tools/system-packages.sh", group, external=True)
+
+
+def _helm_directory(session: nox.Session) -> str:
+    """The directory of a usable ``helm``: the one on PATH at a supported version, else
+    one built from source by tools/install-helm.sh, whose progress reaches the terminal
+    (only its last stdout line, the directory, is captured)."""
+    found = subprocess.run(
+        ["bash", "tools/install-helm.sh"], cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False
+    )
+    if found.returncode != 0 or not found.stdout.strip():
+        session.error(f"tools/install-helm.sh exited {found.returncode} (see above)")
+    return found.stdout.strip().splitlines()[-1]
+
+
+class _Steps:
+    """Numbered, timed steps: one log line when each starts and ends, a summary at the end."""
+
+    def __init__(self, session: nox.Session, total: int) -> None:
+        self.session = session
+        self.total = total
+        self.done: list[tuple[str, float]] = []
+        self.started = time.monotonic()
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        number = len(self.done) + 1
+        self.session.log(f"step {number}/{self.total}: {what}")
+        started = time.monotonic()
+        yield
+        seconds = time.monotonic() - started
+        self.done.append((what.split(" (", maxsplit=1)[0], seconds))
+        self.session.log(f"step {number}/{self.total} done in {seconds:.0f}s: {what}")
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{what} {seconds:.0f}s" for what, seconds in self.done)
+        return f"{parts}; total {time.monotonic() - self.started:.0f}s"
+
+
+def _machine_setup(session: nox.Session, steps: _Steps) -> None:
+    """What the product needs on the machine: a Docker engine that answers, the base
+    images, Helm. Test-only packages (browser, registry, debootstrap for tests) are
+    installed by the test sessions and .ci/run; nothing here needs root unless the
+    machine lacks Docker, or the local from-source cluster is chosen (its up.sh installs
+    its own packages)."""
+    with steps.step("Docker engine (used as it is when `docker info` answers)"):
+        session.run("bash", "tools/ensure-docker.sh", external=True)
+    with steps.step("base images (pulled; made locally only where no registry answers)"):
+        session.run("bash", "tools/base-images/build.sh", external=True)
+    with steps.step("Helm (the one on PATH when supported, else built from source)"):
+        helm_dir = _helm_directory(session)
+        session.log(f"helm: {helm_dir}/helm")
+        session.env["PATH"] = f"{helm_dir}{os.pathsep}{os.environ['PATH']}"
 
 
 def _daemon_running(session: nox.Session) -> bool:
@@ -145,27 +195,38 @@ def _daemon_running(session: nox.Session) -> bool:
     return isinstance(found, str) and '"pid": null' not in found and '"pid"' in found
 
 
-APP_HEALTH = "http://127.0.0.1:30080/api/health"
+def _app_location(session: nox.Session) -> dict[str, str]:
+    """Where the provider says the app is (``status --json``'s ``cluster``)."""
+    found = session.run("lumina-reconcile", "status", "--json", silent=True, success_codes=[0])
+    assert isinstance(found, str)
+    # Warnings (a skipped plugin) may surround the JSON: silent output has stderr too.
+    document, _ = json.JSONDecoder().raw_decode(found[found.index("{") :])
+    cluster = document.get("cluster") or {}
+    return {str(key): str(value) for key, value in cluster.items()}
 
 
-def _wait_for_app(session: nox.Session, timeout: float = 300.0) -> None:
-    """Until the app answers through the frontend's NodePort (frontend and backend Ready):
-    after a cluster restart the release is unchanged but its pods are still starting."""
+def _wait_for_app(session: nox.Session, url: str, note: str, timeout: float = 300.0) -> None:
+    """Until the app answers on ``url`` (frontend and backend Ready): after a cluster
+    restart the release is unchanged but its pods are still starting."""
+    health = f"{url}/api/health"
+    if not health.startswith(("http://", "https://")):
+        session.error(f"the cluster provider gave a URL that is not http(s): {url!r}")
     started = time.monotonic()
     said = started
     while True:
         try:
-            with urllib.request.urlopen(APP_HEALTH, timeout=5) as answer:
+            with urllib.request.urlopen(health, timeout=5) as answer:  # noqa: S310 (checked above)
                 if answer.status == 200:
                     waited = time.monotonic() - started
-                    session.log(f"the app answers on {APP_HEALTH} ({waited:.0f}s)")
+                    session.log(f"the app answers on {health} ({waited:.0f}s)")
                     return
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() - started > timeout:
             session.error(
-                f"the app did not answer on {APP_HEALTH} within {timeout:.0f}s; "
-                "see `lumina-reconcile diagnose`"
+                f"the app did not answer on {health} within {timeout:.0f}s; "
+                f"see `lumina-reconcile verify` and `lumina-reconcile diagnose`"
+                + (f" ({note})" if note else "")
             )
         if time.monotonic() - said >= 10:
             session.log(f"waiting for the pods to serve ({time.monotonic() - started:.0f}s)")
@@ -175,19 +236,65 @@ def _wait_for_app(session: nox.Session, timeout: float = 300.0) -> None:
 
 def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
     _install_project(session)
-    _machine_setup(session)
-    session.log("step 4/5: cluster (the first build of the local cluster takes long)")
-    session.run("lumina-reconcile", "cluster", "up")
-    session.log("step 5/5: images, namespace, secrets, chart — one reconcile cycle")
-    was_running = _daemon_running(session)
-    if was_running:
-        # One reconciler per repository: the running daemon steps aside for this cycle.
-        session.run("lumina-reconcile", "stop")
-    session.run("lumina-reconcile", "once")
-    if os.environ.get("LUMINA_CLUSTER", "auto") in ("auto", "local"):
-        _wait_for_app(session)  # NodePorts answer on 127.0.0.1 only on the local cluster
-    if not (start_daemon or was_running):
+    steps = _Steps(session, total=7 if start_daemon else 6)
+    _machine_setup(session, steps)
+    with steps.step("cluster (the first build of the local cluster takes long)"):
+        session.run("lumina-reconcile", "cluster", "up")
+    with steps.step("images, namespace, secrets, chart (one reconcile cycle)"):
+        was_running = _daemon_running(session)
+        if was_running:
+            # One reconciler per repository: the running daemon steps aside for this cycle.
+            session.run("lumina-reconcile", "stop")
+        session.run("lumina-reconcile", "once")
+    with steps.step("the app answering (on the URL the cluster provider gives)"):
+        where = _app_location(session)
+        if where.get("app_url"):
+            _wait_for_app(session, where["app_url"], where.get("app_url_note", ""))
+        else:
+            session.warn(f"no URL to wait on: {where.get('app_url_note') or 'unknown'}")
+    if start_daemon or was_running:
+        steps.total += 0 if start_daemon else 1  # a daemon that was running is restarted
+        with steps.step("the reconciler daemon"):
+            _start_daemon(session)
+    session.log(f"bootstrap steps: {steps.summary()}")
+
+
+def _service_status(session: nox.Session) -> dict[str, object]:
+    """``lumina-reconcile service status --json``: a systemd --user manager, a unit."""
+    found = session.run(
+        "lumina-reconcile", "service", "status", "--json", silent=True, success_codes=[0, 1]
+    )
+    assert isinstance(found, str)
+    document, _ = json.JSONDecoder().raw_decode(found[found.index("{") :])
+    return dict(document)
+
+
+def _start_daemon(session: nox.Session) -> None:
+    """Under systemd --user when asked (LUMINA_DAEMON=service) or already installed there;
+    else detached, as a process of its own session, offering the service where it exists."""
+    choice = os.environ.get("LUMINA_DAEMON", "auto")
+    service = _service_status(session)
+    if choice == "service" or (choice == "auto" and service.get("unit_file")):
+        session.run("lumina-reconcile", "service", "install")
+        deadline = time.monotonic() + 60
+        while _service_status(session).get("active") != "active":
+            if time.monotonic() > deadline:
+                session.error(f"the {service['unit']} unit is not active; see `journalctl --user`")
+            time.sleep(1)
+        session.log(
+            f"reconciler daemon: systemd --user unit {service['unit']} (restarted on "
+            f"failure), logs: journalctl --user -u {service['unit']}"
+        )
         return
+    _start_detached(session)
+    if service.get("manager"):
+        session.log(
+            "systemd --user is available: `lumina-reconcile service install` keeps the daemon "
+            "up and restarts it on failure (LUMINA_DAEMON=service makes bootstrap do that)"
+        )
+
+
+def _start_detached(session: nox.Session) -> None:
     log_path = ROOT / ".lumina" / "daemon.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     executable = pathlib.Path(session.virtualenv.bin) / "lumina-reconcile"
@@ -208,7 +315,7 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
     while time.monotonic() < deadline:
         said = log_path.read_bytes()[offset:].decode("utf-8", "replace")
         if "watching " in said:
-            session.log(f"reconciler daemon started (PID {daemon.pid}), log: {log_path}")
+            session.log(f"reconciler daemon started detached (PID {daemon.pid}), log: {log_path}")
             return
         if daemon.poll() is not None:
             session.error(f"the reconciler daemon exited ({daemon.returncode}):\n{said[-2000:]}")
@@ -220,7 +327,11 @@ def _bootstrap(session: nox.Session, *, start_daemon: bool) -> None:
 def bootstrap(session: nox.Session) -> None:
     """Bring the whole stack up from nothing and start the reconciler daemon."""
     _bootstrap(session, start_daemon=True)
-    session.log("Lumina Todo: http://127.0.0.1:30080")
+    where = _app_location(session)
+    if where.get("app_url"):
+        session.log(f"Lumina Todo: {where['app_url']}")
+    else:
+        session.log(f"Lumina Todo: {where.get('app_url_note')}")
     session.log("status: lumina-reconcile status   (or http://127.0.0.1:8787/status)")
 
 
@@ -230,13 +341,14 @@ def cluster(session: nox.Session) -> None:
     _install_project(session)
     action = session.posargs[0] if session.posargs else "status"
     if action == "up":
-        _machine_setup(session)
+        _machine_setup(session, _Steps(session, total=3))
     session.run("lumina-reconcile", "cluster", action)
 
 
 @nox.session(python=PY, tags=["ci"])
 def e2e(session: nox.Session) -> None:
     """End to end on the real local cluster: bootstrap, then cluster, e2e, faults, security."""
+    _test_packages(session, "e2e")
     _bootstrap(session, start_daemon=False)
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     # Separate runs: these suites' helpers are imported from their own conftest modules,

@@ -4,14 +4,46 @@ It never starts or stops anything. Before the first upgrade it refuses, with a c
 message, a context whose API server does not answer or whose namespace this identity may
 not write (a SelfSubjectAccessReview). Images reach such a cluster only through a
 registry (``LUMINA_REGISTRY``): there is no node to load them into.
+
+The app's URL is the frontend's NodePort on a node's address (ExternalIP, else
+InternalIP, of a Ready node). Whether this machine can reach that address only the
+network knows, so the note says to port-forward when it does not answer; where this
+identity may not list nodes, no URL is offered and the note says to port-forward.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+from typing import Any
 
 from reconciler import plugin_api
+
+
+def _node_address(connection: plugin_api.KubeConnection) -> str | None:
+    """A Ready node's ExternalIP, else its InternalIP; None if nodes cannot be read."""
+    try:
+        nodes = connection.list("v1", "Node", None)
+    except plugin_api.LuminaError:
+        return None  # a namespace-scoped identity may not list nodes
+    return best_address(nodes)
+
+
+def best_address(nodes: list[dict[str, Any]]) -> str | None:
+    """Of these Node objects: a Ready node's ExternalIP, else InternalIP, else any node's."""
+    ranked: list[tuple[int, str]] = []
+    for node in nodes:
+        status = node.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        for address in status.get("addresses") or []:
+            kind = address.get("type")
+            if kind in ("ExternalIP", "InternalIP") and address.get("address"):
+                rank = (0 if ready else 2) + (0 if kind == "ExternalIP" else 1)
+                ranked.append((rank, str(address["address"])))
+    return min(ranked)[1] if ranked else None
 
 
 class ContextProvider:
@@ -49,8 +81,21 @@ class ContextProvider:
                     f"{resource} in namespace {self.namespace}",
                     hint="ask for RBAC on that namespace, or choose another with LUMINA_NAMESPACE",
                 )
+        address = _node_address(connection)
+        forward = f"use {plugin_api.PORT_FORWARD}"
+        if address is None:
+            return plugin_api.ClusterInfo(
+                kubeconfig=self.kubeconfig,
+                context=self.context or "",
+                node_ip="",
+                app_url_note=f"no node address is readable with this context: {forward}",
+            )
         return plugin_api.ClusterInfo(
-            kubeconfig=self.kubeconfig, context=self.context or "", node_ip=""
+            kubeconfig=self.kubeconfig,
+            context=self.context or "",
+            node_ip=address,
+            app_url=plugin_api.node_port_url(address),
+            app_url_note=f"if the node's address is not reachable from here, {forward}",
         )
 
     def down(self) -> None:

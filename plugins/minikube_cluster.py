@@ -2,6 +2,12 @@
 
 Images are built straight into minikube's own Docker engine (``minikube docker-env``),
 so nothing needs loading afterwards. The cluster is started with the seed's resources.
+
+The app's URL is what ``minikube service frontend -n lumina --url`` prints by default
+(``http://{{.IP}}:{{.Port}}``: the node's IP, ``minikube ip``, and the NodePort). With the
+docker driver under Docker Desktop (macOS, Windows, WSL 2 with Docker Desktop) the node's
+IP is not reachable from the host, and only ``minikube service`` (a tunnel it keeps open
+while it runs) reaches the app: then no URL is offered, and the note says so.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
 import shutil
 import subprocess
 
@@ -49,9 +56,48 @@ class MinikubeProvider:
         kubeconfig = pathlib.Path(
             os.environ.get("KUBECONFIG", pathlib.Path.home() / ".kube" / "config")
         )
+        node_ip = _minikube("ip").stdout.strip()
+        tunnel = "minikube service frontend -n lumina --url"
+        if self._behind_docker_desktop():
+            return plugin_api.ClusterInfo(
+                kubeconfig=kubeconfig,
+                context=PROFILE,
+                node_ip=node_ip,
+                app_url_note=f"the docker driver's node is not reachable from here: run "
+                f"`{tunnel}` (it keeps a tunnel open and prints the URL)",
+            )
         return plugin_api.ClusterInfo(
-            kubeconfig=kubeconfig, context=PROFILE, node_ip=_minikube("ip").stdout.strip()
+            kubeconfig=kubeconfig,
+            context=PROFILE,
+            node_ip=node_ip,
+            app_url=plugin_api.node_port_url(node_ip),
+            app_url_note=f"the same URL as `{tunnel}`",
         )
+
+    def _driver(self) -> str:
+        found = _minikube("profile", "list", "-o", "json", check=False)
+        try:
+            profiles = json.loads(found.stdout or "{}").get("valid") or []
+        except ValueError:
+            return ""
+        for profile in profiles:
+            if profile.get("Name") == PROFILE:
+                return str((profile.get("Config") or {}).get("Driver", ""))
+        return ""
+
+    def _behind_docker_desktop(self) -> bool:
+        """The docker driver on an engine in a VM of its own (Docker Desktop)."""
+        if self._driver() != "docker":
+            return False
+        if platform.system() != "Linux":
+            return True
+        engine = subprocess.run(
+            ["docker", "info", "--format", "{{.OperatingSystem}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return "Docker Desktop" in engine.stdout
 
     def down(self) -> None:
         _minikube("stop")

@@ -9,7 +9,14 @@ and ``nox -s lint`` checks that ``plugins/`` reaches nothing else.
 from __future__ import annotations
 
 from reconciler.cluster.kube import Kube as KubeConnection
-from reconciler.cluster.providers import ClusterInfo, ClusterProvider, ConfigurableProvider
+from reconciler.cluster.providers import (
+    APP_NODE_PORT,
+    PORT_FORWARD,
+    ClusterInfo,
+    ClusterProvider,
+    ConfigurableProvider,
+    node_port_url,
+)
 from reconciler.errors import LuminaError, PermanentError, TemporaryError
 from reconciler.services import (
     DatabaseCommands,
@@ -28,6 +35,8 @@ from reconciler.services import (
 from reconciler.settings import Settings
 
 __all__ = [
+    "APP_NODE_PORT",
+    "PORT_FORWARD",
     "ClusterInfo",
     "ClusterProvider",
     "ConfigurableProvider",
@@ -48,4 +57,5 @@ __all__ = [
     "Settings",
     "TemporaryError",
     "UpgradingService",
+    "node_port_url",
 ]

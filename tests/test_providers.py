@@ -4,7 +4,8 @@ minikube and kind cannot run on this project's machines (no VM driver, no node i
 so these tests put stand-in ``minikube``/``kind`` executables on PATH — the edge of the
 provider, behind the same command-line interface the real tools have — and check that
 the provider drives them as their documentation says (the seed's start flags, the
-docker-env of the minikube engine, ``kind load``).
+docker-env of the minikube engine, ``kind load``, kind's ``--config`` with
+``extraPortMappings``, the URL ``minikube service --url`` prints: ``http://{{.IP}}:{{.Port}}``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import pathlib
 import textwrap
 
 import pytest
+import yaml
 
-from plugins import kind_cluster, minikube_cluster
+from plugins import context_cluster, kind_cluster, minikube_cluster
 from reconciler import discovery, errors, settings
 from reconciler.cli import wiring
+from reconciler.cluster import app_urls, providers
 
 
 def _stand_in(bin_dir: pathlib.Path, name: str, body: str) -> pathlib.Path:
@@ -78,3 +81,162 @@ def test_kind_loads_built_images(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     kind_cluster.KindProvider().load_images(["lumina/backend:abc"])
     assert "load docker-image --name lumina lumina/backend:abc" in log.read_text()
+
+
+def _minikube_stand_in(bin_dir: pathlib.Path, driver: str) -> pathlib.Path:
+    profiles = (
+        '{"invalid":[],"valid":[{"Name":"minikube","Status":"Running",'
+        f'"Config":{{"Name":"minikube","Driver":"{driver}"}}}}]}}'
+    )
+    return _stand_in(
+        bin_dir,
+        "minikube",
+        f"""
+        case "$*" in
+          *"status -o json"*) echo '{{"Host":"Running","APIServer":"Running"}}' ;;
+          *"profile list -o json"*) echo '{profiles}' ;;
+          *" ip"*) echo 192.168.49.2 ;;
+        esac
+        """,
+    )
+
+
+def test_minikube_offers_the_node_ip_and_node_port_as_minikube_service_does(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _minikube_stand_in(tmp_path, "kvm2")
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    info = minikube_cluster.MinikubeProvider().ensure_up()
+    assert info.app_url == "http://192.168.49.2:30080"
+    assert "minikube service frontend -n lumina --url" in info.app_url_note
+    assert "start" not in log.read_text()  # running already: not started again
+
+
+def test_minikube_docker_driver_on_a_linux_engine_is_reachable(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _minikube_stand_in(tmp_path, "docker")
+    _stand_in(tmp_path, "docker", 'echo "Debian GNU/Linux 13 (trixie)"\n')
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert minikube_cluster.MinikubeProvider().ensure_up().app_url == "http://192.168.49.2:30080"
+
+
+def test_minikube_behind_docker_desktop_offers_no_url_but_the_tunnel(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _minikube_stand_in(tmp_path, "docker")
+    docker_log = _stand_in(tmp_path, "docker", 'echo "Docker Desktop"\n')
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    info = minikube_cluster.MinikubeProvider().ensure_up()
+    assert info.app_url == ""
+    assert "`minikube service frontend -n lumina --url`" in info.app_url_note
+    assert "info --format {{.OperatingSystem}}" in docker_log.read_text()
+
+
+def _kind_stand_ins(bin_dir: pathlib.Path, *, exists: bool, bindings: str) -> pathlib.Path:
+    clusters = "lumina" if exists else ""
+    _stand_in(
+        bin_dir,
+        "docker",
+        f"""
+        case "$*" in
+          *PortBindings*) echo '{bindings}' ;;
+          *IPAddress*) echo 172.18.0.2 ;;
+        esac
+        """,
+    )
+    # `create cluster ... --config FILE`: keep a copy of the config kind was given.
+    return _stand_in(
+        bin_dir,
+        "kind",
+        f"""
+        case "$1 $2" in
+          "get clusters") echo "{clusters}" ;;
+          "create cluster")
+            while [ $# -gt 0 ]; do
+              [ "$1" = --config ] && cp "$2" {bin_dir}/kind-config.yaml
+              shift
+            done ;;
+        esac
+        """,
+    )
+
+
+def test_kind_creates_its_cluster_publishing_the_node_port_on_loopback(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bindings = '{"30080/tcp":[{"HostIp":"127.0.0.1","HostPort":"30080"}]}'
+    log = _kind_stand_ins(tmp_path, exists=False, bindings=bindings)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    info = kind_cluster.KindProvider().ensure_up()
+    created = next(line for line in log.read_text().splitlines() if line.startswith("create"))
+    assert created.startswith("create cluster --name lumina --config ")
+    assert created.endswith(" --wait 120s")
+    config = yaml.safe_load((tmp_path / "kind-config.yaml").read_text())
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    (node,) = config["nodes"]
+    assert node["role"] == "control-plane"
+    assert node["extraPortMappings"] == [
+        {"containerPort": 30080, "hostPort": 30080, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+    ]
+    assert info.app_url == "http://127.0.0.1:30080"
+    assert info.context == "kind-lumina" and info.node_ip == "172.18.0.2"
+
+
+def test_kind_cluster_made_without_the_mapping_says_what_to_do(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _kind_stand_ins(tmp_path, exists=True, bindings='{"6443/tcp":[{"HostPort":"41234"}]}')
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    info = kind_cluster.KindProvider().ensure_up()
+    assert "create" not in log.read_text()
+    assert info.app_url == ""
+    assert "kind delete cluster --name lumina" in info.app_url_note
+    assert "port-forward svc/frontend" in info.app_url_note
+
+
+def test_kind_mapping_on_every_address_is_reached_on_loopback() -> None:
+    assert (
+        kind_cluster._published_address('{"30080/tcp":[{"HostIp":"0.0.0.0","HostPort":"30080"}]}')
+        == "127.0.0.1"
+    )
+    assert kind_cluster._published_address("null") is None
+    assert kind_cluster._published_address("not json") is None
+
+
+def _node(ready: str, *addresses: tuple[str, str]) -> dict[str, object]:
+    return {
+        "status": {
+            "conditions": [{"type": "Ready", "status": ready}],
+            "addresses": [{"type": kind, "address": value} for kind, value in addresses],
+        }
+    }
+
+
+def test_context_offers_a_ready_nodes_external_then_internal_address() -> None:
+    nodes = [
+        _node("False", ("ExternalIP", "203.0.113.9")),
+        _node("True", ("InternalIP", "10.0.0.5"), ("Hostname", "node-a")),
+    ]
+    assert context_cluster.best_address(nodes) == "10.0.0.5"
+    nodes.append(_node("True", ("InternalIP", "10.0.0.6"), ("ExternalIP", "198.51.100.7")))
+    assert context_cluster.best_address(nodes) == "198.51.100.7"
+    assert context_cluster.best_address([]) is None
+    assert providers.node_port_url("fd00::5") == "http://[fd00::5]:30080"
+
+
+def test_the_url_is_remembered_for_status(tmp_path: pathlib.Path) -> None:
+    assert app_urls.recorded(tmp_path) is None
+    assert "not known yet" in app_urls.describe(None)
+    info = providers.ClusterInfo(
+        tmp_path / "kubeconfig", "kind-lumina", "172.18.0.2", "http://127.0.0.1:30080"
+    )
+    written = app_urls.record(tmp_path / "state", "kind", info)
+    assert app_urls.recorded(tmp_path / "state") == written
+    assert written["app_url"] == "http://127.0.0.1:30080" and written["provider"] == "kind"
+    assert app_urls.describe(written) == "app: http://127.0.0.1:30080"
+    no_url = providers.ClusterInfo(tmp_path, "c", "", app_url_note="use a port-forward")
+    line = app_urls.describe(app_urls.record(tmp_path / "state", "context", no_url))
+    assert line == "app: no URL from the context provider: use a port-forward"
+    (tmp_path / "state" / app_urls.FILE).write_text("{broken")
+    assert app_urls.recorded(tmp_path / "state") is None

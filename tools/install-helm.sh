@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install Helm 3, compiled from the Go module proxy, into ~/.cache/lumina/bin.
+# Find Helm, or build it: a `helm` on PATH at a supported version (3.8 or newer; pyhelm3
+# drives Helm 3 and 4) is used as it is, and nothing is built. Only where none exists is
+# Helm compiled from the Go module proxy into ~/.cache/lumina/bin.
 #
 # There is no release download here, so Helm is built with `go install` at a
 # pinned version; the version ldflags make `helm version` report it truthfully.
 # Idempotent: when the cached binary already reports the pinned version (whoever
 # built it, e.g. the local cluster's build script) nothing is rebuilt.
+# LUMINA_HELM_BUILD=1 skips the PATH check (always use the pinned build).
 #
 # Progress goes to stderr; the LAST line on stdout is the directory to put on
 # PATH, so callers can do: PATH="$(bash tools/install-helm.sh | tail -n1):$PATH"
@@ -22,6 +25,23 @@ installed_version() {
   # A half-written or foreign binary must count as "not installed", not abort.
   "$HELM" version --template '{{.Version}}' 2>/dev/null || true
 }
+
+# supported VERSION: Helm 3.8+ or any later major.
+supported() {
+  [[ "$1" =~ ^v([0-9]+)\.([0-9]+)\. ]] || return 1
+  ((BASH_REMATCH[1] > 3 || (BASH_REMATCH[1] == 3 && BASH_REMATCH[2] >= 8)))
+}
+
+if [[ "${LUMINA_HELM_BUILD:-0}" != 1 ]] && found="$(command -v helm 2>/dev/null)" \
+  && [[ "$(readlink -f "$found")" != "$(readlink -f "$HELM" 2>/dev/null || echo "$HELM")" ]]; then
+  version="$("$found" version --template '{{.Version}}' 2>/dev/null || true)"
+  if supported "$version"; then
+    say "using $found ($version) from PATH"
+    dirname "$found"
+    exit 0
+  fi
+  say "$found is ${version:-of an unknown version}; Helm 3.8 or newer is needed: building $HELM_VERSION"
+fi
 
 mkdir -p "$BIN_DIR"
 

@@ -72,8 +72,12 @@ class LocalClusterProvider:
             )
         if not self._healthy():
             self._run("up.sh", what="starting the local cluster")
+        # kube-proxy answers NodePorts on 127.0.0.1 too (see the local cluster's README).
         return plugin_api.ClusterInfo(
-            kubeconfig=self.kubeconfig, context=CONTEXT, node_ip=self._node_ip()
+            kubeconfig=self.kubeconfig,
+            context=CONTEXT,
+            node_ip=self._node_ip(),
+            app_url=plugin_api.node_port_url("127.0.0.1"),
         )
 
     def down(self) -> None:

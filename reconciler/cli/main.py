@@ -24,7 +24,8 @@ import rich.table
 import typer
 
 from reconciler import discovery, errors, settings
-from reconciler.cli import db_commands
+from reconciler.cli import db_commands, service_commands, verify_command
+from reconciler.cluster import app_urls
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
 from reconciler.inputs import contexts, git_reading, snapshots, worktree_reading
@@ -204,6 +205,7 @@ def _status(config: settings.Settings) -> dict[str, object]:
         "last_cycle": saved.history[-1] if saved.history else None,
         "last_failure": saved.last_failure,
         "state_problem": loaded.problem or None,
+        "cluster": app_urls.recorded(state_dir),
     }
 
 
@@ -251,6 +253,7 @@ def status(
     pid = document["daemon"]["pid"]  # type: ignore[index]
     typer.echo(f"release {config.release} in {config.namespace}: revision {document['revision']}")
     typer.echo(f"daemon: {'running, PID ' + str(pid) if pid else 'not running'}")
+    typer.echo(app_urls.describe(document["cluster"]))  # type: ignore[arg-type]
     table = rich.table.Table()
     for column in ("service", "tag", "digest", "rollout"):
         table.add_column(column)
@@ -372,6 +375,8 @@ def cluster(
         info = provider.ensure_up()
         typer.echo(f"{provider.name} cluster up: context {info.context}, node {info.node_ip}")
         typer.echo(f"kubeconfig: {info.kubeconfig}")
+        recorded = app_urls.record(config.repo_path(config.state_dir), provider.name, info)
+        typer.echo(app_urls.describe(recorded))
     elif action is ClusterAction.DOWN:
         provider.down()
         typer.echo(f"{provider.name} cluster stopped (state and volumes kept)")
@@ -388,6 +393,8 @@ def cluster(
 
 
 app.add_typer(db_commands.app, name="db")
+app.add_typer(service_commands.app, name="service")
+app.command()(verify_command.verify)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import pathlib
 import shutil
 
 from reconciler import discovery, errors, services, settings
-from reconciler.cluster import kube, providers
+from reconciler.cluster import app_urls, kube, providers
 from reconciler.cycle import toolboxes
 from reconciler.daemon import metrics
 from reconciler.inputs import worktree_reading
@@ -75,6 +75,7 @@ def assemble(
     cluster = chosen.ensure_up()
     context = config.kube_context or cluster.context
     state_dir = config.repo_path(config.state_dir)
+    app_urls.record(state_dir, chosen.name, cluster)
     return toolboxes.Toolbox(
         config=config,
         plugins=plugins,

@@ -14,14 +14,34 @@ from typing import Protocol, runtime_checkable
 
 from reconciler import settings
 
+#: The frontend's NodePort (the chart's ``frontend.service.nodePort``, the seed's 30080).
+APP_NODE_PORT = 30080
+
 
 @dataclasses.dataclass(frozen=True)
 class ClusterInfo:
-    """How to talk to a running cluster."""
+    """How to talk to a running cluster, and where its users reach the app.
+
+    ``app_url`` is where the frontend's NodePort answers from this machine
+    (``http://127.0.0.1:30080`` on the local cluster and kind, the node's address on
+    minikube), or ``""`` when the provider cannot offer one; ``app_url_note`` then says
+    what to do instead (a port-forward), and otherwise what to try if it does not answer.
+    """
 
     kubeconfig: pathlib.Path
     context: str
     node_ip: str
+    app_url: str = ""
+    app_url_note: str = ""
+
+
+def node_port_url(host: str, port: int = APP_NODE_PORT) -> str:
+    """``http://host:port``, with brackets around an IPv6 address."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+#: What a user runs where no NodePort is reachable: a port-forward to the frontend.
+PORT_FORWARD = "kubectl -n lumina port-forward svc/frontend 8080:3000 (then http://127.0.0.1:8080)"
 
 
 @runtime_checkable

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build every binary the local cluster runs, from the Go module proxy, into
-# ~/.cache/lumina. Idempotent: a binary already present is not rebuilt, so a
+# ~/.cache/lumina -- except kubectl and helm when the machine already has them at a
+# version this cluster supports (see `supported` in common.sh; LUMINA_KUBECTL and
+# LUMINA_HELM name one explicitly). Idempotent: a binary already present is not rebuilt, so a
 # second run takes a second. Verbose compiler output goes to the build log;
 # the terminal gets one progress line per binary.
 set -euo pipefail
@@ -152,6 +154,21 @@ for target in "${targets[@]}"; do
   if [[ -x "$out" && "$have" == "$want" ]]; then
     step=$((step + 1)); progress "$target $want already built ($step/$total)"; continue
   fi
+  # kubectl and helm are tools users often have: one of a supported version is used
+  # as it is (the machine's own package, a user's download) rather than compiled.
+  if [[ "$target" == kubectl || "$target" == helm ]]; then
+    read -r found version <<<"$(on_path_version "$target")" || true
+    case "$target" in kubectl) explicit="${LUMINA_KUBECTL:-}" ;; *) explicit="${LUMINA_HELM:-}" ;; esac
+    if [[ -n "${found:-}" ]]; then
+      # One named explicitly is the user's choice, whatever its version.
+      if supported "$target" "$version" || [[ -n "$explicit" ]]; then
+        step=$((step + 1)); progress "$target: using $found ($version), not building ($step/$total)"
+        [[ "$target" == kubectl ]] && ln -sfn "$found" "$LUMINA_BIN/kubectl"
+        continue
+      fi
+      progress "$target: $found is $version, outside what this cluster supports: building $want"
+    fi
+  fi
   next "$target"
   case "$target" in
     kube-router) # before kube-*, which names the kubernetes commands
@@ -187,6 +204,7 @@ for target in "${targets[@]}"; do
   esac
   echo "$want" >"$out.version"
 done
-# One directory to put on PATH for helm and kubectl, whatever the version.
-ln -sfn "$K8S_BIN/kubectl" "$LUMINA_BIN/kubectl"
+# One directory to put on PATH for helm and kubectl, whatever the version (a kubectl
+# taken from the machine was linked there above).
+if [[ -x "$K8S_BIN/kubectl" ]]; then ln -sfn "$K8S_BIN/kubectl" "$LUMINA_BIN/kubectl"; fi
 progress "all $total binaries ready in $K8S_BIN (helm in $LUMINA_BIN)"

@@ -58,4 +58,44 @@ pid_alive() {
   [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
 }
 
+# on_path_version TOOL: "PATH VERSION" of TOOL as this machine has it, when that is not one
+# of ours (a link into the cache is handled by the built-binary check); nothing otherwise.
+# LUMINA_KUBECTL / LUMINA_HELM name one explicitly.
+on_path_version() {
+  local tool="$1" override="" found real version=""
+  case "$tool" in kubectl) override="${LUMINA_KUBECTL:-}" ;; helm) override="${LUMINA_HELM:-}" ;; esac
+  found="${override:-$(command -v "$tool" 2>/dev/null || true)}"
+  [[ -n "$found" && -x "$found" ]] || return 0
+  real="$(readlink -f "$found")"
+  [[ -n "$override" || "$real" != "$LUMINA_CACHE"/* ]] || return 0
+  case "$tool" in
+    kubectl) version="$("$found" version --client -o json 2>/dev/null \
+      | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])' 2>/dev/null || true)" ;;
+    helm) version="$("$found" version --template '{{.Version}}' 2>/dev/null || true)" ;;
+  esac
+  [[ -n "$version" ]] && printf '%s %s' "$found" "$version"
+}
+
+# supported TOOL VERSION: kubectl within one minor of this cluster (Kubernetes' version
+# skew policy for kubectl), Helm 3.8 or newer (pyhelm3 drives Helm 3 and 4).
+supported() {
+  local tool="$1" version="$2" minor want
+  case "$tool" in
+    kubectl)
+      [[ "$version" =~ ^v1\.([0-9]+)\. ]] || return 1
+      minor="${BASH_REMATCH[1]}"; want="${K8S_VERSION#v1.}"; want="${want%%.*}"
+      ((minor >= want - 1 && minor <= want + 1)) ;;
+    helm)
+      [[ "$version" =~ ^v([0-9]+)\.([0-9]+)\. ]] || return 1
+      ((BASH_REMATCH[1] > 3 || (BASH_REMATCH[1] == 3 && BASH_REMATCH[2] >= 8))) ;;
+    *) return 1 ;;
+  esac
+}
+
+# kubectl_bin: the kubectl the scripts run: the one built here, else the machine's own
+# that build.sh chose (linked as $LUMINA_BIN/kubectl).
+kubectl_bin() {
+  if [[ -x "$K8S_BIN/kubectl" ]]; then printf '%s' "$K8S_BIN/kubectl"; else printf '%s' "$LUMINA_BIN/kubectl"; fi
+}
+
 PYTHON="${LUMINA_PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}"

@@ -19,4 +19,4 @@ echo "logs directory: $LOG_DIR"
 for file in "$LOG_DIR"/*.log; do
   [[ -f "$file" ]] && printf '  %-28s %8s  %s\n' "$(basename "$file" .log)" "$(du -h "$file" | cut -f1)" "$file"
 done
-echo "pod logs: $K8S_BIN/kubectl --kubeconfig $KUBECONFIG_ADMIN logs -n NAMESPACE POD"
+echo "pod logs: $(kubectl_bin) --kubeconfig $KUBECONFIG_ADMIN logs -n NAMESPACE POD"

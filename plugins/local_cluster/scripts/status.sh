@@ -28,7 +28,7 @@ probe kube-proxy curl -sf --max-time 3 http://127.0.0.1:10256/healthz
 probe kube-router curl -sf --max-time 3 http://127.0.0.1:20244/healthz
 probe provisioner true
 
-kubectl=("$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=5s)
+kubectl=("$(kubectl_bin)" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=5s)
 if pid_alive kube-apiserver; then
   ready="$("${kubectl[@]}" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.nodeInfo.kubeletVersion}' 2>/dev/null)"
   if [[ "$ready" == True* ]]; then report node "running (Ready, ${ready#True })"; else report node "not ready (${ready:-not registered})"; fi

@@ -198,7 +198,7 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --allow-privileged=true --profiling=false
 wait_for kube-apiserver 120 curl -sf --cacert "$PKI_DIR/ca.crt" "https://127.0.0.1:$APISERVER_PORT/readyz"
 
-kubectl=("$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN")
+kubectl=("$(kubectl_bin)" --kubeconfig "$KUBECONFIG_ADMIN")
 
 start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
