@@ -76,23 +76,15 @@ def decided(
     acted = len(states) > 1
     if decision.state is deciding.CycleState.IN_SYNC:
         revision = seen.converged_revision
-        message = "; ".join(
-            [f"revision {revision}: {seen.applied}" if revision else "", *seen.notes]
-        ).strip("; ")
         if revision is not None:
-            result = _result(
-                seen, outcomes.Outcome.CONVERGED, message, phases, states, revision=revision
-            )
+            outcome, said = outcomes.Outcome.CONVERGED, f"revision {revision}: {seen.applied}"
             box.metrics.last_success.set_to_current_time()
         else:
-            result = _result(
-                seen,
-                outcomes.Outcome.NOTHING_TO_DO,
-                message or decision.reason.replace("runs", "already runs", 1),
-                phases,
-                states,
-                revision=seen.release.revision if seen.release else seen.saved.revision,
-            )
+            outcome = outcomes.Outcome.NOTHING_TO_DO
+            said = decision.reason.replace(" runs ", " already runs ", 1)
+            revision = seen.release.revision if seen.release else seen.saved.revision
+        message = "; ".join([said, *seen.notes])
+        result = _result(seen, outcome, message, phases, states, revision=revision)
         if acted:
             # After a crash or in a new clone, `status` shows the release was adopted.
             _save(box, seen.saved, result)
