@@ -38,7 +38,9 @@ def _inputs(name: str, digest: str) -> contexts.ServiceInputs:
     )
 
 
-def _desired(backend: str = BACKEND_NEW, inputs: str = "inputs-1") -> observing.Desired:
+def _desired(
+    backend: str = BACKEND_NEW, inputs: str = "inputs-1", secrets: dict[str, str] | None = None
+) -> observing.Desired:
     snapshot = snapshots.Snapshot(
         "work tree",
         (_inputs("backend", backend.split(":")[1] * 2), _inputs("frontend", "f" * 48)),
@@ -47,7 +49,12 @@ def _desired(backend: str = BACKEND_NEW, inputs: str = "inputs-1") -> observing.
     )
     tags = {"backend": backend.split(":")[1], "frontend": FRONTEND.split(":")[1]}
     return observing.Desired(
-        snapshot, tags, {"backend": backend, "frontend": FRONTEND}, inputs, f"key-{backend}"
+        snapshot,
+        tags,
+        {"backend": backend, "frontend": FRONTEND},
+        inputs,
+        f"key-{backend}",
+        secrets or {},
     )
 
 
@@ -200,6 +207,26 @@ CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
         S.UNRECORDED,
         (),
     ),
+    "a secret rotated": (
+        _seen(
+            live_backend=BACKEND_NEW,
+            saved=_saved(BACKEND_NEW).model_copy(
+                update={"secret_fingerprints": {"backend-secrets": "old", "chatbot-secrets": "c"}}
+            ),
+            desired=_desired(secrets={"backend-secrets": "new", "chatbot-secrets": "c"}),
+        ),
+        S.OUT_OF_SYNC,
+        (),
+    ),
+    "secrets not yet noted": (
+        _seen(
+            live_backend=BACKEND_NEW,
+            saved=_saved(BACKEND_NEW),
+            desired=_desired(secrets={"backend-secrets": "new"}),
+        ),
+        S.UNRECORDED,
+        (),
+    ),
     "upgrade applied, pods not judged yet": (
         _seen(pending_rollout=ATTEMPT),
         S.UNVERIFIED,
@@ -235,6 +262,11 @@ def test_each_observation_decides_one_state_and_its_action(case: str) -> None:
     assert decision.state is expected_state, decision.reason
     assert decision.action is ACTION_TABLE[expected_state]
     assert decision.services == expected_services
+
+
+def test_a_rotated_secret_is_named_and_its_value_is_not() -> None:
+    decision = deciding.decide(CASES["a secret rotated"][0])
+    assert decision.reason == "secrets changed: backend-secrets"
 
 
 def test_every_state_is_reachable_and_mapped() -> None:

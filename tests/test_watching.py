@@ -319,6 +319,29 @@ def test_quick_successive_commits_are_one_batch_with_the_newest_id(project: path
     asyncio.run(scenario())
 
 
+def test_commit_mode_sees_the_local_secrets_change(project: pathlib.Path) -> None:
+    """The secrets file is git-ignored, so no commit announces a rotation: the commit
+    watcher watches the file itself."""
+    secrets_file = project / "config" / "secrets.env"
+    secrets_file.parent.mkdir(exist_ok=True)
+    secrets_file.write_text("JWT_SECRET_KEY=before\n")
+
+    async def scenario() -> debouncing.Batch:
+        debouncer = debouncing.Debouncer(quiet=QUIET, max_delay=60)
+        watcher = watching.CommitWatcher(project, "main", debouncer, NO_POLL, files=[secrets_file])
+        watcher.start()
+        try:
+            await in_thread(lambda: write(project, "config/unrelated.toml", "x = 1\n"))
+            assert await batches_within(debouncer, SETTLE) == []
+            await in_thread(lambda: secrets_file.write_text("JWT_SECRET_KEY=after\n"))
+            return await one_batch(debouncer)
+        finally:
+            watcher.stop()
+
+    batch = asyncio.run(scenario())
+    assert batch.paths == frozenset({"config/secrets.env"}) and batch.commit is None
+
+
 def test_the_poll_finds_a_ref_change_no_watch_reaches(project: pathlib.Path) -> None:
     # With every ref packed and refs/heads gone, a new loose ref appears in a directory
     # created after the watches were set: only the safety-net poll can see it.

@@ -23,7 +23,7 @@ from typing import Any
 import docker.errors
 
 from reconciler import errors
-from reconciler.cluster import secrets
+from reconciler.inputs import secret_inputs
 
 LogLine = Callable[[str, str], None]
 USERNAME_KEY = "LUMINA_REGISTRY_USERNAME"
@@ -80,7 +80,7 @@ def credentials(
     None when neither names one: a local registry needs none.
     """
     env = os.environ if environ is None else environ
-    local = secrets.read_source(source)
+    local = secret_inputs.read_source(source)
     username = local.get(USERNAME_KEY) or env.get(USERNAME_KEY)
     password = local.get(PASSWORD_KEY) or env.get(PASSWORD_KEY)
     if not username and not password:

@@ -17,10 +17,9 @@ import pathlib
 import secrets as random_secrets
 from collections.abc import Iterable, Mapping
 
-import dotenv
-
 from reconciler import errors, services
 from reconciler.cluster import kube
+from reconciler.inputs import secret_inputs
 
 MANAGED_BY = "lumina-reconcile"
 
@@ -38,12 +37,6 @@ class ResolvedSecrets:
     def __repr__(self) -> str:
         shown = {name: sorted(keys) for name, keys in self.values.items()}
         return f"ResolvedSecrets({shown})"
-
-
-def read_source(path: pathlib.Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    return {key: value for key, value in dotenv.dotenv_values(path).items() if value}
 
 
 def _append(path: pathlib.Path, key: str, value: str) -> None:
@@ -68,7 +61,7 @@ def resolve(
     every user out.
     """
     env = os.environ if environ is None else environ
-    local = read_source(source)
+    local = secret_inputs.read_source(source)
     values: dict[str, dict[str, str]] = {}
     missing: list[str] = []
     for plugin in plugins:
@@ -92,6 +85,54 @@ def resolve(
             hint=f"add it to {source} (git-ignored) or export it in the environment",
         )
     return ResolvedSecrets(values)
+
+
+#: The Secret holding the key of the checksums in pod templates (never a value).
+CHECKSUM_SECRET = "lumina-reconciler"  # noqa: S105 — the Secret's name
+CHECKSUM_KEY = "checksum-key"
+
+
+def checksum_key(cluster: kube.Kube, namespace: str) -> bytes:
+    """The key pod-template checksums are made with, kept in the cluster so every clone
+    computes the same checksum for the same values (and a rotation rolls, nothing else)."""
+    found = cluster.get("v1", "Secret", namespace, CHECKSUM_SECRET)
+    data = (found or {}).get("data") or {}
+    if CHECKSUM_KEY in data:
+        return base64.b64decode(data[CHECKSUM_KEY])
+    key = random_secrets.token_bytes(32)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": CHECKSUM_SECRET,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            },
+            "data": {CHECKSUM_KEY: base64.b64encode(key).decode()},
+        }
+    )
+    return key
+
+
+def pod_checksums(
+    plugins: Iterable[services.ServicePlugin], resolved: ResolvedSecrets, key: bytes
+) -> dict[str, str]:
+    """Per values key, a keyed checksum of every Secret the service uses: it goes into
+    the pod template, so a changed value rolls exactly the Deployments that read it."""
+    found: dict[str, str] = {}
+    for plugin in plugins:
+        names = sorted({spec.secret for spec in plugin.secrets})
+        if not names:
+            continue
+        combined = {
+            f"{name}/{field}": value
+            for name in names
+            for field, value in resolved.values.get(name, {}).items()
+        }
+        found[plugin.values_key] = secret_inputs.digest(key, combined)
+    return found
 
 
 def manifests(resolved: ResolvedSecrets, namespace: str) -> list[kube.Object]:

@@ -13,6 +13,7 @@ import dataclasses
 import enum
 
 from reconciler.cycle import observing, planning
+from reconciler.inputs import secret_inputs
 
 
 class CycleState(enum.StrEnum):
@@ -122,20 +123,30 @@ def decide(seen: observing.Observation) -> Decision:
     # Drift is corrected by one upgrade: once this cycle applied one, the force is spent.
     forced = seen.request.force_upgrade and seen.converged_revision is None
     changed = tuple(service.name for service in plan.rebuilds)
+    rotated = secret_inputs.changed(
+        seen.saved.secret_fingerprints, seen.desired.secret_fingerprints
+    )
     deployed = release is not None and release.status == "deployed"
     in_sync = (
         not changed
         and not plan.chart_changed
+        and not rotated
         and (deployed or not seen.release_read)
         and not forced
         and (seen.release_read or seen.saved.revision is not None)
     )
     if in_sync:
         revision = release.revision if release is not None else seen.saved.revision
-        if seen.saved.revision == revision and seen.saved.release_inputs == (
+        recorded = seen.saved.revision == revision and seen.saved.release_inputs == (
             seen.desired.release_inputs
-        ):
+        )
+        if recorded and seen.saved.secret_fingerprints == dict(seen.desired.secret_fingerprints):
             return Decision(CycleState.IN_SYNC, f"revision {revision} runs this state", plan=plan)
+        if recorded:
+            # Known to run, not yet known with which secrets: nothing to roll, only to note.
+            return Decision(
+                CycleState.UNRECORDED, f"revision {revision}: noting its secrets", plan=plan
+            )
         if seen.verified_revision == revision:
             return Decision(
                 CycleState.UNRECORDED, f"revision {revision} verified; recording it", plan=plan
@@ -165,6 +176,8 @@ def decide(seen: observing.Observation) -> Decision:
     why = (
         f"new images: {', '.join(changed)}"
         if changed
+        else f"secrets changed: {', '.join(rotated)}"
+        if rotated
         else "the chart or its values changed"
         if plan.chart_changed
         else "drift is corrected"

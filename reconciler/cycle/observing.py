@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from reconciler import services, settings
 from reconciler.cycle import planning, state
-from reconciler.inputs import snapshots, watching, worktree_reading
+from reconciler.inputs import secret_inputs, snapshots, watching, worktree_reading
 from reconciler.releasing import targets
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class Desired:
     release_inputs: str
     #: identifies these inputs, so a failure of exactly them is not retried in a loop
     key: str
+    #: per Secret name, the fingerprint of its local values (changes when one rotates)
+    secret_fingerprints: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,12 +186,20 @@ def desired(sources: Sources) -> Desired:
     tags: dict[str, str] = {inputs.name: inputs.tag for inputs in snapshot.services}
     names: dict[str, str] = {p.name: targets.image_name(config, p) for p in sources.plugins}
     images: dict[str, str] = {name: f"{names[name]}:{tag}" for name, tag in tags.items()}
+    fingerprints = secret_inputs.fingerprints(
+        sources.plugins,
+        config.repo_path(config.secrets_file),
+        secret_inputs.fingerprint_key(sources.state_dir),
+    )
+    key = targets.target_key(tags, snapshot.chart_digest, config.values, config.registry)
     return Desired(
         snapshot,
         tags,
         images,
         targets.release_inputs(snapshot.chart_digest, config),
-        targets.target_key(tags, snapshot.chart_digest, config.values, config.registry),
+        # A rotated secret is another attempt, not the failure of the same inputs.
+        key + ";secrets=" + secret_inputs.digest(b"", fingerprints)[:12],
+        fingerprints,
     )
 
 
@@ -199,6 +209,7 @@ def _saved_matches(saved: state.State, wanted: Desired) -> bool:
         saved.revision is not None
         and live == dict(wanted.images)
         and saved.release_inputs == wanted.release_inputs
+        and saved.secret_fingerprints == dict(wanted.secret_fingerprints)
     )
 
 

@@ -50,6 +50,8 @@ class State(pydantic.BaseModel):
     history: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     #: the inputs of the last failed attempt, so the same failure is not retried in a loop
     last_failure: dict[str, Any] | None = None
+    #: per Secret name, the fingerprint of its locally given values when last deployed
+    secret_fingerprints: dict[str, str] = pydantic.Field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

@@ -72,7 +72,11 @@ class Daemon:
         config = self.box.config
         if config.mode is settings.TriggerMode.COMMIT:
             return watching.CommitWatcher(
-                config.repo, config.branch, debouncer, poll_seconds=config.poll_seconds
+                config.repo,
+                config.branch,
+                debouncer,
+                poll_seconds=config.poll_seconds,
+                files=[config.repo_path(config.secrets_file)],
             )
         state_dir = config.state_dir.strip("/")
         return watching.WorktreeWatcher(

@@ -62,7 +62,7 @@ import os
 import pathlib
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from watchdog import events, observers
 from watchdog.observers import api
@@ -307,8 +307,11 @@ class CommitWatcher:
         poll_seconds: float,
         *,
         last_seen: str | None = None,
+        files: Sequence[pathlib.Path] = (),
     ) -> None:
         self.repo = repo
+        #: files outside git that are inputs too (the local secrets): a change is pushed
+        self.files = tuple(path.absolute() for path in files)
         self.branch = branch
         self.poll_seconds = poll_seconds
         self._debouncer = debouncer
@@ -334,6 +337,7 @@ class CommitWatcher:
             watches = [(directory, False) for directory in self._git_dirs]
             if (common_dir / "refs" / "heads").is_dir():
                 watches.append((common_dir / "refs" / "heads", True))
+            watches += [(path.parent, False) for path in self.files if path.parent.is_dir()]
             self._observer = _start_observer(
                 watches, _Forwarder(self._on_event, self.lost), self.lost
             )
@@ -376,8 +380,12 @@ class CommitWatcher:
         ends = [event.src_path]
         if event.event_type == events.EVENT_TYPE_MOVED and event.dest_path:
             ends.append(event.dest_path)  # git renames "<ref>.lock" over the ref
-        if any(self._names_a_ref(pathlib.Path(os.fsdecode(end))) for end in ends):
+        paths = [pathlib.Path(os.fsdecode(end)) for end in ends]
+        if any(self._names_a_ref(path) for path in paths):
             self._wake.set()
+        touched = [path for path in paths if path in self.files]
+        if touched:
+            self._debouncer.push(os.path.relpath(path, self.repo.absolute()) for path in touched)
 
     def _run(self, read_branch: Callable[[], str | None], close: Callable[[], None]) -> None:
         # Every gitpython call happens on this one thread: a Repo is not thread-safe.

@@ -40,10 +40,12 @@ def chart_values(
     tags: Mapping[str, str],
     config: settings.Settings,
     release_inputs: str = "",
+    secret_checksums: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Chart values: the settings' extra values, every service's image, and the release's
-    own record of its inputs (under ``global``, which every subchart accepts), so a fresh
-    clone or a restarted daemon can tell from the release alone what it runs."""
+    """Chart values: the settings' extra values, every service's image, the keyed
+    checksum of the Secrets it reads (by values key: a rotation rolls its pods), and the
+    release's own record of its inputs (under ``global``, which every subchart accepts),
+    so a fresh clone or a restarted daemon can tell from the release alone what it runs."""
     images: dict[str, Any] = {"global": {"lumina": {"inputs": release_inputs}}}
     for plugin in plugins:
         images[plugin.values_key] = {
@@ -53,6 +55,9 @@ def chart_values(
                 "pullPolicy": "IfNotPresent",
             }
         }
+        checksum = (secret_checksums or {}).get(plugin.values_key)
+        if checksum:
+            images[plugin.values_key]["secrets"] = {"checksum": checksum}
     return merged_values(config.values, images)
 
 

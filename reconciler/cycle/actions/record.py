@@ -27,6 +27,7 @@ def _write(box: toolboxes.Toolbox, seen: observing.Observation, revision: int) -
             "revision": revision,
             "release_inputs": seen.desired.release_inputs,
             "last_failure": None,
+            "secret_fingerprints": dict(seen.desired.secret_fingerprints),
         }
     )
     for inputs in snapshot.services:
@@ -39,7 +40,7 @@ def _write(box: toolboxes.Toolbox, seen: observing.Observation, revision: int) -
 async def run(
     box: toolboxes.Toolbox, seen: observing.Observation, decision: deciding.Decision
 ) -> observing.Observation:
-    revision = seen.verified_revision
+    revision = seen.verified_revision or seen.saved.revision
     assert revision is not None
     saved = await asyncio.to_thread(_write, box, seen, revision)
     return dataclasses.replace(seen, saved=saved)

@@ -34,7 +34,14 @@ async def run(
     resolved = secrets.resolve(
         box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
     )
-    values = targets.chart_values(box.plugins, wanted.tags, config, wanted.release_inputs)
+    key = await asyncio.to_thread(secrets.checksum_key, box.kube, config.namespace)
+    values = targets.chart_values(
+        box.plugins,
+        wanted.tags,
+        config,
+        wanted.release_inputs,
+        secrets.pod_checksums(box.plugins, resolved, key),
+    )
     rendered = await box.releaser.render(values)
     deployed_objects = await box.releaser.deployed_manifests()
     problems = preflight.check(rendered, deployed_objects)
