@@ -18,7 +18,7 @@ from typing import Any
 
 from reconciler import settings
 from reconciler.cycle import outcomes, reconciling, state, toolboxes
-from reconciler.daemon import serving
+from reconciler.daemon import notifying, serving
 from reconciler.inputs import debouncing, watching, worktree_reading
 from reconciler.releasing import drifting
 
@@ -53,8 +53,15 @@ def status_document(
 
 
 class Daemon:
-    def __init__(self, box: toolboxes.Toolbox) -> None:
+    def __init__(
+        self, box: toolboxes.Toolbox, *, notifier: notifying.Notifier | None = None
+    ) -> None:
         self.box = box
+        self.notifier = notifier or notifying.Notifier(
+            [str(url) for url in box.config.notify_webhooks],
+            release=box.config.release,
+            namespace=box.config.namespace,
+        )
         self.last: outcomes.CycleResult | None = None
         self.started_at = time.time()
         self.cycles = 0
@@ -91,6 +98,7 @@ class Daemon:
             except Exception as exc:  # an API blink must not end drift watching
                 log.warning("drift check failed: %s", exc)
                 continue
+            self.notifier.drift_found(self.drift, self.last.revision if self.last else None)
             if not self.drift:
                 continue
             for item in self.drift:
@@ -121,6 +129,7 @@ class Daemon:
             self.drift = []
         self.last = result
         self.cycles += 1
+        self.notifier.cycle_ended(result)  # queued: delivery never delays the next cycle
         level = logging.INFO if result.outcome.converged else logging.WARNING
         log.log(level, "cycle %d: %s — %s", self.cycles, result.outcome.value, result.message)
         if result.diagnosis is not None:
@@ -190,6 +199,7 @@ class Daemon:
             await asyncio.gather(drift_watch, return_exceptions=True)
             watcher.stop()
             server.stop()
+            self.notifier.stop()
             log.info("stopped after %d cycles", self.cycles)
         return 0
 
