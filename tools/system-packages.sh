@@ -3,7 +3,7 @@
 # this project's kind. Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
-# chromium: the frontend's browser test; debootstrap: local base images; gcc and
+# chromium: the frontend's browser test and the status page's (tests/test_status_page.py); debootstrap: local base images; gcc and
 # libc6-dev: the local cluster's pause image; iproute2: `ss` in tests;
 # docker-registry: the real registry the image-delivery tests push to (its systemd
 # service is never used: tests start the binary on a free loopback port).

@@ -212,14 +212,7 @@ def _rollout_states(config: settings.Settings) -> dict[str, str]:
         if found is None:
             states[plugin.name] = "absent"
             continue
-        image = found["spec"]["template"]["spec"]["containers"][0]["image"]
-        status_ = found.get("status", {})
-        ready = f"{status_.get('readyReplicas', 0)}/{found['spec'].get('replicas', 1)} ready"
-        states[plugin.name] = (
-            f"complete, {ready}"
-            if rollout.deployment_ready(found, image)
-            else f"in progress, {ready}"
-        )
+        states[plugin.name] = rollout.describe_deployment(found)
     return states
 
 
