@@ -24,7 +24,7 @@ import rich.table
 import typer
 
 from reconciler import discovery, errors, settings
-from reconciler.cli import db_commands
+from reconciler.cli import db_commands, logs_command
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
 from reconciler.inputs import contexts, git_reading, snapshots, worktree_reading
@@ -374,6 +374,7 @@ def cluster(
 
 
 app.add_typer(db_commands.app, name="db")
+app.command()(logs_command.logs)
 
 
 def main() -> None:
