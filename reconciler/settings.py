@@ -9,10 +9,11 @@ silently ignored by a tool that deploys.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import pathlib
 import tomllib
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pydantic
 import pydantic_settings
@@ -109,8 +110,24 @@ class Settings(pydantic_settings.BaseSettings):
         default_factory=dict,
         description="Extra chart values (never secrets); image values are set by the reconciler.",
     )
+    notify_webhooks: Annotated[list[pydantic.HttpUrl], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list,
+        description="URLs a JSON notification is POSTed to after each cycle worth "
+        "hearing about (Slack-compatible `text`); in the environment, comma-separated.",
+    )
 
     known_keys: ClassVar[frozenset[str]]
+
+    @pydantic.field_validator("notify_webhooks", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        """``LUMINA_NOTIFY_WEBHOOKS=https://a/x,https://b/y`` (or a JSON list)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.replace(" ", ",").split(",") if part]
+        return value
 
     @pydantic.model_validator(mode="after")
     def _debounce_window_fits(self) -> Settings:
@@ -185,11 +202,12 @@ def load_settings(
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "settings"
-        if key in (overrides or {}):
-            origin = f"--{key.replace('_', '-')}"
-        elif key in env_values:
-            origin = f"{ENV_PREFIX}{key.upper()}"
-        elif key in file_values:
+        top = str(first["loc"][0]) if first["loc"] else key  # a list's item: its setting
+        if top in (overrides or {}):
+            origin = f"--{top.replace('_', '-')}"
+        elif top in env_values:
+            origin = f"{ENV_PREFIX}{top.upper()}" + key[len(top) :]
+        elif top in file_values:
             origin = f"{config_path}: {key}"
         else:
             origin = key

@@ -96,3 +96,23 @@ def test_registry_is_checked_and_its_credentials_are_no_unknown_settings(
     monkeypatch.setenv("LUMINA_REGISTRY", "http://127.0.0.1:5000")
     with pytest.raises(errors.SettingsError, match="LUMINA_REGISTRY"):
         settings.load_settings(project)
+
+
+def test_notify_webhooks_from_a_comma_list_a_json_list_or_the_file(
+    project: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.load_settings(project).notify_webhooks == []
+    write(project, "config/lumina.toml", 'notify_webhooks = ["http://127.0.0.1:9000/a"]\n')
+    assert [str(url) for url in settings.load_settings(project).notify_webhooks] == [
+        "http://127.0.0.1:9000/a"
+    ]
+    monkeypatch.setenv("LUMINA_NOTIFY_WEBHOOKS", "https://hooks.example.com/x, http://h:1/y")
+    assert [str(url) for url in settings.load_settings(project).notify_webhooks] == [
+        "https://hooks.example.com/x",
+        "http://h:1/y",
+    ]
+    monkeypatch.setenv("LUMINA_NOTIFY_WEBHOOKS", '["http://h:1/z"]')
+    assert [str(url) for url in settings.load_settings(project).notify_webhooks] == ["http://h:1/z"]
+    monkeypatch.setenv("LUMINA_NOTIFY_WEBHOOKS", "ftp://h/z")
+    with pytest.raises(errors.SettingsError, match="LUMINA_NOTIFY_WEBHOOKS"):
+        settings.load_settings(project)

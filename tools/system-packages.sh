@@ -7,14 +7,15 @@
 # Usage: tools/system-packages.sh [GROUP...]   (default: every group; .ci/run uses that)
 #   tests     git, iproute2 (`ss` in tests), docker-registry (the real registry the
 #             image-delivery tests push to; its systemd service is never used: tests
-#             start the binary on a free loopback port)
+#             start the binary on a free loopback port), chromium (the daemon's
+#             status page, tests/test_status_page.py)
 #   frontend  chromium (the frontend's browser test)
 #   e2e       the tests group, plus debootstrap (tests/tools builds local base images)
 #             and gcc + libc6-dev (the local cluster's pause image)
 set -euo pipefail
 
 declare -A GROUPS_OF=(
-  [tests]="git iproute2 ca-certificates docker-registry"
+  [tests]="git iproute2 ca-certificates docker-registry chromium"
   [frontend]="chromium ca-certificates"
   [e2e]="git iproute2 ca-certificates docker-registry debootstrap gcc libc6-dev"
 )

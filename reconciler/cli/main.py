@@ -24,7 +24,7 @@ import rich.table
 import typer
 
 from reconciler import discovery, errors, settings
-from reconciler.cli import db_commands, service_commands, verify_command
+from reconciler.cli import db_commands, logs_command, service_commands, verify_command
 from reconciler.cluster import app_urls
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
@@ -221,14 +221,7 @@ def _rollout_states(config: settings.Settings) -> dict[str, str]:
         if found is None:
             states[plugin.name] = "absent"
             continue
-        image = found["spec"]["template"]["spec"]["containers"][0]["image"]
-        status_ = found.get("status", {})
-        ready = f"{status_.get('readyReplicas', 0)}/{found['spec'].get('replicas', 1)} ready"
-        states[plugin.name] = (
-            f"complete, {ready}"
-            if rollout.deployment_ready(found, image)
-            else f"in progress, {ready}"
-        )
+        states[plugin.name] = rollout.describe_deployment(found)
     return states
 
 
@@ -395,6 +388,7 @@ def cluster(
 app.add_typer(db_commands.app, name="db")
 app.add_typer(service_commands.app, name="service")
 app.command()(verify_command.verify)
+app.command()(logs_command.logs)
 
 
 def main() -> None:

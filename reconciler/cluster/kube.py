@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import urllib3.exceptions
@@ -190,8 +190,32 @@ class Kube:
             except (k8s_exceptions.ApiException, *_NETWORK_ERRORS, ValueError):
                 stop.wait(1.0)
 
+    def follow_pod_log(
+        self, namespace: str, pod: str, container: str, *, tail_lines: int | None
+    ) -> Iterator[str]:
+        """The container's log lines as it writes them, until it stops (blocking: run it
+        in a thread of its own). ``tail_lines`` None starts at the container's first line.
+        A container that has not started, or a pod already gone, ends the stream at once.
+        """
+        options: dict[str, Any] = {"container": container}
+        if tail_lines is not None:
+            options["tail_lines"] = tail_lines
+        watcher = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        try:
+            lines = watcher.stream(  # type: ignore[no-untyped-call]
+                self._core.read_namespaced_pod_log, pod, namespace, **options
+            )
+            for line in lines:
+                yield str(line)
+        except k8s_exceptions.ApiException as exc:
+            if exc.status in (400, 404):
+                return  # waiting to start, or deleted: the pod watch says what comes next
+            raise _translate(exc, f"following logs of {pod}") from exc
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"following logs of {pod}") from exc
+
     def pod_log(
-        self, namespace: str, pod: str, container: str, *, previous: bool, lines: int
+        self, namespace: str, pod: str, container: str, *, previous: bool, lines: int | None
     ) -> str:
         try:
             text: str = self._core.read_namespaced_pod_log(

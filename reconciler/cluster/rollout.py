@@ -240,6 +240,17 @@ def inspect(
     return None
 
 
+def describe_deployment(deployment: kube.Object) -> str:
+    """A Deployment's rollout in words: ``complete, 1/1 ready`` or ``in progress, 0/1 ready``."""
+    spec = deployment.get("spec", {})
+    containers = spec.get("template", {}).get("spec", {}).get("containers")
+    image = str(containers[0].get("image", "")) if containers else ""
+    serving = deployment.get("status", {}).get("readyReplicas", 0)
+    ready = f"{serving}/{spec.get('replicas', 1)} ready"
+    done = deployment_ready(deployment, image)
+    return f"complete, {ready}" if done else f"in progress, {ready}"
+
+
 def deployment_ready(deployment: kube.Object, image: str) -> bool:
     """Whether the Deployment's rollout to ``image`` is complete and available."""
     spec = deployment.get("spec", {})

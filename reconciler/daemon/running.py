@@ -11,54 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from typing import Any
 
 from reconciler import settings
 from reconciler.cycle import outcomes, reconciling, state, toolboxes
-from reconciler.daemon import serving
+from reconciler.daemon import notifying, reporting, serving
 from reconciler.inputs import debouncing, watching, worktree_reading
 from reconciler.releasing import drifting
 
 log = logging.getLogger("lumina.daemon")
 
 
-def status_document(
-    box: toolboxes.Toolbox,
-    last: outcomes.CycleResult | None,
-    started_at: float,
-    drift: list[drifting.Drift] | None = None,
-) -> dict[str, Any]:
-    """What ``/status`` and ``status --json`` show: state and outcomes, never a secret."""
-    loaded = state.load(box.state_dir)
-    saved = loaded.state
-    return {
-        "repository": str(box.config.repo),
-        "mode": box.config.mode.value,
-        "namespace": box.config.namespace,
-        "release": box.config.release,
-        "revision": saved.revision,
-        "daemon": {"pid": os.getpid(), "started_at": started_at},
-        "services": {
-            name: {"tag": image.tag, "digest": image.digest, "image": image.image}
-            for name, image in sorted(saved.services.items())
-        },
-        "last_cycle": last.to_json() if last else (saved.history[-1] if saved.history else None),
-        "last_failure": saved.last_failure,
-        "drift": [item.to_json() for item in drift or []],
-        "state_problem": loaded.problem or None,
-    }
-
-
 class Daemon:
-    def __init__(self, box: toolboxes.Toolbox) -> None:
+    def __init__(
+        self, box: toolboxes.Toolbox, *, notifier: notifying.Notifier | None = None
+    ) -> None:
         self.box = box
+        self.notifier = notifier or notifying.Notifier(
+            [str(url) for url in box.config.notify_webhooks],
+            release=box.config.release,
+            namespace=box.config.namespace,
+        )
         self.last: outcomes.CycleResult | None = None
         self.started_at = time.time()
         self.cycles = 0
         self.drift: list[drifting.Drift] = []
+        #: the page's timeline: longer than the state file's history, in memory only
+        self.timeline = reporting.Timeline(state.load(box.state_dir).state.history)
+        self.rollouts = reporting.LiveRollouts(
+            lambda name: box.kube.get("apps/v1", "Deployment", box.config.namespace, name),
+            {plugin.name: plugin.values_key for plugin in box.plugins},
+        )
         self._busy = False
         self._correct_drift = False
         if box.config.mode is settings.TriggerMode.WORKTREE and box.listings is None:
@@ -95,6 +80,7 @@ class Daemon:
             except Exception as exc:  # an API blink must not end drift watching
                 log.warning("drift check failed: %s", exc)
                 continue
+            self.notifier.drift_found(self.drift, self.last.revision if self.last else None)
             if not self.drift:
                 continue
             for item in self.drift:
@@ -125,11 +111,25 @@ class Daemon:
             self.drift = []
         self.last = result
         self.cycles += 1
+        self.timeline.add(result)
+        self.notifier.cycle_ended(result)  # queued: delivery never delays the next cycle
         level = logging.INFO if result.outcome.converged else logging.WARNING
         log.log(level, "cycle %d: %s — %s", self.cycles, result.outcome.value, result.message)
         if result.diagnosis is not None:
             log.warning("%s", result.diagnosis.explain())
         return result
+
+    def status(self) -> dict[str, Any]:
+        """The document of ``/status`` (called from the status server's thread)."""
+        return reporting.status_document(
+            self.box.config,
+            self.last,
+            self.started_at,
+            self.drift,
+            cycles=self.timeline.cycles(),
+            live=self.rollouts.states(),
+            app=reporting.app_url(self.box.config, self.box.cluster.node_ip),
+        )
 
     async def _abandon(self, cycle: asyncio.Task[outcomes.CycleResult]) -> None:
         log.info("stopping: abandoning the running cycle cleanly")
@@ -150,11 +150,12 @@ class Daemon:
             loop.add_signal_handler(signum, stop.set)
         server = serving.StatusServer(
             self.box.config.status_port,
-            lambda: status_document(self.box, self.last, self.started_at, self.drift),
+            self.status,
             self.box.metrics,
+            cycles=self.timeline.cycles,
         )
         server.start()
-        log.info("status on http://127.0.0.1:%d/status", server.port)
+        log.info("status page on http://127.0.0.1:%d/", server.port)
         debouncer = debouncing.Debouncer(
             quiet=self.box.config.debounce_seconds, max_delay=self.box.config.debounce_max_seconds
         )
@@ -194,6 +195,7 @@ class Daemon:
             await asyncio.gather(drift_watch, return_exceptions=True)
             watcher.stop()
             server.stop()
+            self.notifier.stop()
             log.info("stopped after %d cycles", self.cycles)
         return 0
 

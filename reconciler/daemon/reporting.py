@@ -1,0 +1,167 @@
+"""What the status endpoint and page show: the status document, the recent cycles, rollouts.
+
+Who calls it: the daemon (:mod:`reconciler.daemon.running`) builds the document for
+``/status`` and keeps the ring of recent cycles behind ``/cycles``; the status page
+(``page/``, served by :mod:`reconciler.daemon.serving`) draws both. Everything here is
+built from the saved state, cycle results and Deployment status — none holds a secret.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler import settings
+from reconciler.cluster import kube, rollout
+from reconciler.cycle import outcomes, state
+from reconciler.releasing import drifting
+
+#: cycles the daemon keeps in memory for the page (the state file keeps fewer)
+CYCLES_KEPT = 200
+#: how long one read of the Deployments serves the page's polls
+LIVE_SECONDS = 5.0
+APP_NODE_PORT = 30080
+_FAILED = frozenset(
+    {
+        outcomes.Outcome.BUILD_FAILED.value,
+        outcomes.Outcome.PUSH_FAILED.value,
+        outcomes.Outcome.CHART_REJECTED.value,
+        outcomes.Outcome.ROLLED_BACK.value,
+        outcomes.Outcome.BLOCKED.value,
+        outcomes.Outcome.RETRY.value,
+    }
+)
+
+
+class Timeline:
+    """The last :data:`CYCLES_KEPT` cycles, oldest first, as their JSON."""
+
+    def __init__(self, earlier: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._cycles: collections.deque[dict[str, Any]] = collections.deque(
+            (dict(cycle) for cycle in earlier), maxlen=CYCLES_KEPT
+        )
+        self._lock = threading.Lock()
+
+    def add(self, result: outcomes.CycleResult) -> None:
+        with self._lock:
+            self._cycles.append(result.to_json())
+
+    def cycles(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._cycles)
+
+
+class LiveRollouts:
+    """Each service's Deployment, in words ("complete, 1/1 ready"), read at most every
+    :data:`LIVE_SECONDS`; ``read`` gets a Deployment by name (None when absent)."""
+
+    def __init__(
+        self, read: Callable[[str], kube.Object | None], deployments: Mapping[str, str]
+    ) -> None:
+        self._read = read
+        self._deployments = dict(deployments)
+        self._lock = threading.Lock()
+        self._at = -LIVE_SECONDS
+        self._states: dict[str, str] = {}
+
+    def states(self) -> dict[str, str]:
+        with self._lock:
+            if time.monotonic() - self._at >= LIVE_SECONDS:
+                self._states = self._read_all()
+                self._at = time.monotonic()
+            return dict(self._states)
+
+    def _read_all(self) -> dict[str, str]:
+        states: dict[str, str] = {}
+        for service, name in self._deployments.items():
+            try:
+                found = self._read(name)
+            except Exception as exc:  # an API blink must not break the page
+                states[service] = f"unknown ({type(exc).__name__})"
+                continue
+            states[service] = "absent" if found is None else rollout.describe_deployment(found)
+        return states
+
+
+def _in_cycle(cycle: Mapping[str, Any], service: str) -> bool:
+    return any(service in cycle.get(key, ()) for key in ("built", "reused", "pushed"))
+
+
+def service_rows(
+    saved: state.State, cycles: Sequence[Mapping[str, Any]], live: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per deployed service: tag, digest, image, rollout state and since when it runs."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, image in sorted(saved.services.items()):
+        deployed_at = None
+        derived = "deployed"
+        for cycle in reversed(cycles):
+            diagnosis = cycle.get("diagnosis") or {}
+            if cycle.get("outcome") == "rolled-back" and diagnosis.get("service") == name:
+                derived = f"rolled back ({diagnosis.get('reason')})"
+                break
+            if cycle.get("outcome") == "converged" and _in_cycle(cycle, name):
+                deployed_at = cycle.get("finished_at")
+                derived = "ready"
+                break
+        rows[name] = {
+            "tag": image.tag,
+            "digest": image.digest,
+            "image": image.image,
+            "rollout": live.get(name, derived),
+            "deployed_at": deployed_at,
+        }
+    return rows
+
+
+def last_failed_cycle(
+    cycles: Sequence[Mapping[str, Any]], saved: state.State
+) -> dict[str, Any] | None:
+    """The newest failed cycle (with its diagnosis), else what the state file remembers."""
+    for cycle in reversed(cycles):
+        if cycle.get("outcome") in _FAILED:
+            return dict(cycle)
+    return dict(saved.last_failure) if saved.last_failure else None
+
+
+def app_url(config: settings.Settings, node_ip: str) -> str:
+    """Where the frontend answers: its NodePort on the node (loopback for the local one)."""
+    frontend = config.values.get("frontend", {})
+    service = frontend.get("service", {}) if isinstance(frontend, dict) else {}
+    port = service.get("nodePort", APP_NODE_PORT) if isinstance(service, dict) else APP_NODE_PORT
+    return f"http://{node_ip or '127.0.0.1'}:{port}"
+
+
+def status_document(
+    config: settings.Settings,
+    last: outcomes.CycleResult | None,
+    started_at: float,
+    drift: Sequence[drifting.Drift] = (),
+    *,
+    cycles: Sequence[Mapping[str, Any]] = (),
+    live: Mapping[str, str] | None = None,
+    app: str = "",
+) -> dict[str, Any]:
+    """What ``/status`` shows: state and outcomes, never a secret."""
+    loaded = state.load(config.repo_path(config.state_dir))
+    saved = loaded.state
+    recent = list(cycles) or saved.history
+    return {
+        "repository": str(config.repo),
+        "mode": config.mode.value,
+        "namespace": config.namespace,
+        "release": config.release,
+        "revision": saved.revision,
+        "daemon": {"pid": os.getpid(), "started_at": started_at},
+        "app_url": app,
+        "services": service_rows(saved, recent, live or {}),
+        "last_cycle": last.to_json() if last else (saved.history[-1] if saved.history else None),
+        "last_failure": saved.last_failure,
+        "last_failed_cycle": last_failed_cycle(recent, saved),
+        "drift": [item.to_json() for item in drift],
+        "state_problem": loaded.problem or None,
+    }
