@@ -244,6 +244,26 @@ async def _images_present(
     ), frozenset()
 
 
+def _running(baseline: planning.Baseline, wanted: Desired) -> frozenset[str]:
+    """Services whose wanted image is the one deployed: built and delivered already."""
+    live = baseline.images or {}
+    return frozenset(name for name, image in live.items() if wanted.images.get(name) == image)
+
+
+def _repository(sources: Sources, request: Request, loaded: state.Loaded) -> Observation:
+    """The repository side: git's condition, the wanted inputs, the saved state as the
+    baseline. The release, when read, is laid over it by :func:`observe`."""
+    config = sources.config
+    condition = watching.read_condition(config.repo, config.branch)
+    baseline = deployed_baseline(sources, loaded.state, None, False)
+    common = (loaded.state, loaded.problem, None, False, baseline)
+    if condition.pauses(config.mode):
+        return Observation(request, condition.message, None, *common)
+    wanted = desired(sources)
+    running = _running(baseline, wanted)
+    return Observation(request, "", wanted, *common, built=running, delivered=running)
+
+
 async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
     """Read the world once. A damaged state file is set aside, not raised."""
     from reconciler.releasing import helm  # noqa: PLC0415 — see the imports
@@ -251,70 +271,34 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
     loaded = await asyncio.to_thread(state.load, box.state_dir, set_aside=True)
     if loaded.problem:
         log.warning("%s", loaded.problem)
-    saved = loaded.state
-    config = box.config
-    condition = await asyncio.to_thread(watching.read_condition, config.repo, config.branch)
-    if condition.pauses(config.mode):
-        return Observation(
-            request,
-            condition.message,
-            None,
-            saved,
-            loaded.problem,
-            None,
-            False,
-            state.baseline(box.state_dir, saved),
-        )
     sources = Sources.of(box)
-    wanted = await asyncio.to_thread(desired, sources)
-    read = request.first or request.force_upgrade or not _saved_matches(saved, wanted)
-    release = None
-    writers: tuple[int, ...] = ()
-    if read:
+    seen = await asyncio.to_thread(_repository, sources, request, loaded)
+    if seen.desired is None:
+        return seen
+    wanted = seen.desired
+    if request.first or request.force_upgrade or not _saved_matches(seen.saved, wanted):
         box.counters["helm_reads"] += 1
         release = await box.releaser.current()
+        writers: tuple[int, ...] = ()
         if release is not None and release.status in helm.PENDING_NAMES:
-            writers = tuple(helm.helm_writers(config.release, config.namespace))
-    baseline = await asyncio.to_thread(deployed_baseline, sources, saved, release, read)
-    observed = Observation(
-        request, "", wanted, saved, loaded.problem, release, read, baseline, writers
-    )
-    plan = observed.plan()
+            writers = tuple(helm.helm_writers(box.config.release, box.config.namespace))
+        baseline = await asyncio.to_thread(deployed_baseline, sources, seen.saved, release, True)
+        seen = dataclasses.replace(
+            seen, release=release, release_read=True, baseline=baseline, helm_writers=writers
+        )
+    plan = seen.plan()
     assert plan is not None
     built, delivered = await _images_present(box, wanted, [s.name for s in plan.rebuilds])
-    live = baseline.images or {}
-    running = frozenset(name for name, image in live.items() if wanted.images.get(name) == image)
+    running = _running(seen.baseline, wanted)
     return dataclasses.replace(
-        observed,
+        seen,
         built=built | running,
         delivered=delivered | running,
-        in_registry=tuple(sorted(built)) if config.registry else (),
+        in_registry=tuple(sorted(built)) if box.config.registry else (),
     )
 
 
 def observe_saved(sources: Sources, request: Request) -> Observation:
     """What the daemon would observe without reading the release or asking an engine:
     the saved state stands for both. Leaves a damaged state file where it is."""
-    loaded = state.load(sources.state_dir)
-    config = sources.config
-    condition = watching.read_condition(config.repo, config.branch)
-    baseline = deployed_baseline(sources, loaded.state, None, False)
-    if condition.pauses(config.mode):
-        return Observation(
-            request, condition.message, None, loaded.state, loaded.problem, None, False, baseline
-        )
-    wanted = desired(sources)
-    live = baseline.images or {}
-    running = frozenset(name for name, image in live.items() if wanted.images.get(name) == image)
-    return Observation(
-        request,
-        "",
-        wanted,
-        loaded.state,
-        loaded.problem,
-        None,
-        False,
-        baseline,
-        built=running,
-        delivered=running,
-    )
+    return _repository(sources, request, state.load(sources.state_dir))
