@@ -59,9 +59,24 @@ def _result(
     )
 
 
-def _save(box: toolboxes.Toolbox, saved: state.State, result: outcomes.CycleResult) -> None:
-    saved.history = [*saved.history, result.to_json()][-state.HISTORY_KEPT :]
-    state.save(box.state_dir, saved)
+def _save(
+    box: toolboxes.Toolbox,
+    saved: state.State,
+    result: outcomes.CycleResult,
+    failed_inputs: str | None = None,
+) -> None:
+    """Write the state with ``result`` in its history (and, for a failure of the inputs
+    themselves, those inputs, so they are not tried again until they change)."""
+    update: dict[str, object] = {
+        "history": [*saved.history, result.to_json()][-state.HISTORY_KEPT :]
+    }
+    if failed_inputs is not None:
+        update["last_failure"] = {
+            "target": failed_inputs,
+            "outcome": result.outcome.value,
+            "message": result.message,
+        }
+    state.save(box.state_dir, saved.model_copy(update=update))
 
 
 def decided(
@@ -95,12 +110,7 @@ def decided(
     result = _result(seen, outcome, decision.reason, phases, states, retry_after=retry)
     if outcome is outcomes.Outcome.ROLLED_BACK:
         assert seen.desired is not None
-        seen.saved.last_failure = {
-            "target": seen.desired.key,
-            "outcome": outcome.value,
-            "message": decision.reason,
-        }
-        _save(box, seen.saved, result)
+        _save(box, seen.saved, result, failed_inputs=seen.desired.key)
     box.metrics.cycles.labels(result.outcome.value).inc()
     return result
 
@@ -122,13 +132,8 @@ def failed(
     box.metrics.cycles.labels(outcome.value).inc()
     if outcome is outcomes.Outcome.RETRY or seen is None:
         return result
-    if exc.of_inputs and seen.desired is not None:
-        seen.saved.last_failure = {
-            "target": seen.desired.key,
-            "outcome": outcome.value,
-            "message": str(exc),
-        }
-    _save(box, seen.saved, result)
+    inputs = seen.desired.key if exc.of_inputs and seen.desired is not None else None
+    _save(box, seen.saved, result, failed_inputs=inputs)
     return result
 
 
