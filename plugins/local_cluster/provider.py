@@ -108,7 +108,15 @@ class LocalClusterProvider:
 
     def _healthy(self) -> bool:
         states = self.status()
-        wanted = ("containerd", "etcd", *COMPONENTS, "provisioner", "node", "coredns")
+        wanted = (
+            "containerd",
+            "etcd",
+            *COMPONENTS,
+            "provisioner",
+            "image-registry",
+            "node",
+            "coredns",
+        )
         return all(states.get(name, "").startswith("running") for name in wanted)
 
     def _node_ip(self) -> str:

@@ -157,7 +157,8 @@ def test_status_of_a_cluster_never_started_names_every_component_stopped(
 ) -> None:
     monkeypatch.setenv("LUMINA_CACHE", str(tmp_path))
     states = local.LocalClusterProvider(output_to_terminal=False).status()
-    expected = {"containerd", "etcd", *local.COMPONENTS, "provisioner", "node", "coredns"}
+    expected = {"containerd", "etcd", *local.COMPONENTS, "provisioner", "image-registry"}
+    expected |= {"node", "coredns"}
     assert states == dict.fromkeys(expected, "stopped")
 
 
@@ -328,11 +329,17 @@ def forget_images(tags: list[str]) -> None:
 def test_images_built_with_docker_run_in_the_cluster(
     core: client.CoreV1Api, namespace: str, tmp_path: pathlib.Path
 ) -> None:
-    """`docker build`, then load_images, then a pod uses the image with no registry."""
-    tag = f"lumina.local/cluster-test:{uuid.uuid4().hex[:8]}"
+    """`docker build`, then load_images, then a pod uses the image: it came through the
+    cluster's own loopback registry (only new layers move), under the name it was built."""
+    name, version = "lumina.local/cluster-test", uuid.uuid4().hex[:8]
+    tag = f"{name}:{version}"
     build_tiny_image(tmp_path, tag)
     try:
         local.LocalClusterProvider(output_to_terminal=False).load_images([tag])
+        listed = f"http://127.0.0.1:5005/v2/{name.partition('/')[2]}/tags/list"
+        with urllib.request.urlopen(listed, timeout=5) as answer:
+            assert version in answer.read().decode(), "the image did not go through the registry"
+        assert tag in cluster_images()
         pod = restricted_pod("loaded", ["/bin/busybox", "echo", "image-from-docker"], image=tag)
         assert run_to_completion(core, namespace, pod).strip() == "image-from-docker"
     finally:

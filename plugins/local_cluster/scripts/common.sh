@@ -99,3 +99,9 @@ kubectl_bin() {
 }
 
 PYTHON="${LUMINA_PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}"
+
+# The cluster's own image registry, on loopback only: images reach containerd through it,
+# so a rebuilt image moves only its new layers (docker pushes what the registry lacks,
+# containerd pulls what it lacks) instead of a whole `docker save` archive.
+NODE_REGISTRY="127.0.0.1:${LUMINA_NODE_REGISTRY_PORT:-5005}"
+node_registry_up() { curl -sf --max-time 2 "http://$NODE_REGISTRY/v2/" >/dev/null 2>&1; }

@@ -31,7 +31,7 @@ stop() { # NAME: TERM, then KILL after 20 s
 }
 
 # Control loops first, so nothing restarts what is being stopped.
-for name in provisioner kube-router kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "$name"; done
+for name in image-registry provisioner kube-router kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "$name"; done
 
 # The pods' containers: the kubelet re-creates them on the next `up`.
 if pid_alive containerd; then

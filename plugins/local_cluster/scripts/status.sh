@@ -27,6 +27,7 @@ probe kubelet curl -sf --max-time 3 http://127.0.0.1:10248/healthz
 probe kube-proxy curl -sf --max-time 3 http://127.0.0.1:10256/healthz
 probe kube-router curl -sf --max-time 3 http://127.0.0.1:20244/healthz
 probe provisioner true
+probe image-registry curl -sf --max-time 3 "http://$NODE_REGISTRY/v2/"
 
 kubectl=("$(kubectl_bin)" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=5s)
 if pid_alive kube-apiserver; then

@@ -22,7 +22,7 @@ started=$SECONDS
 
 # --- host packages -----------------------------------------------------------
 packages=(containerd runc containernetworking-plugins iptables ipset conntrack openssl
-  busybox-static gcc libc6-dev python3 curl iproute2 kmod util-linux)
+  busybox-static gcc libc6-dev python3 curl iproute2 kmod util-linux docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] || missing+=("$p")
@@ -69,6 +69,7 @@ PY
 declare -A PORTS=(
   [etcd]="2379 2380 2381" [kube-apiserver]="$APISERVER_PORT" [kube-controller-manager]="10257"
   [kube-scheduler]="10259" [kubelet]="10248 10250" [kube-proxy]="10249 10256" [kube-router]="20244"
+  [image-registry]="${NODE_REGISTRY##*:}"
 )
 
 # start NAME COMMAND...: run a component detached, logging to its own file and
@@ -248,6 +249,20 @@ start kube-router "$K8S_BIN/kube-router" --kubeconfig "$CLUSTER_DIR/kube-router.
   --run-service-proxy=false --enable-cni=false --enable-ipv4=true --enable-ipv6=false \
   --service-cluster-ip-range "$SERVICE_CIDR" --health-port 20244 --metrics-port 0
 wait_for kube-router 120 curl -sf http://127.0.0.1:20244/healthz
+
+# Images reach containerd through this registry (see load-image.sh); its storage is
+# the cluster's, kept across restarts like the images themselves.
+cat >"$CLUSTER_DIR/image-registry.yml" <<EOF_REGISTRY
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $CLUSTER_DIR/image-registry}
+  delete: {enabled: true}
+http:
+  addr: $NODE_REGISTRY
+EOF_REGISTRY
+start image-registry "$(command -v docker-registry)" serve "$CLUSTER_DIR/image-registry.yml"
+wait_for image-registry 30 curl -sf "http://$NODE_REGISTRY/v2/"
 
 start provisioner "$PYTHON" "$here/provisioner.py" --server "https://127.0.0.1:$APISERVER_PORT" \
   --ca "$PKI_DIR/ca.crt" --cert "$PKI_DIR/provisioner.crt" --key "$PKI_DIR/provisioner.key" \
