@@ -218,6 +218,20 @@ CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
         S.OUT_OF_SYNC,
         (),
     ),
+    "a rotation this cycle's upgrade deployed": (
+        _seen(
+            live_backend=BACKEND_NEW,
+            revision=4,
+            saved=_saved(BACKEND_NEW).model_copy(
+                update={"secret_fingerprints": {"backend-secrets": "old"}}
+            ),
+            desired=_desired(secrets={"backend-secrets": "new"}),
+            verified_revision=4,
+            converged_revision=4,
+        ),
+        S.UNRECORDED,
+        (),
+    ),
     "secrets not yet noted": (
         _seen(
             live_backend=BACKEND_NEW,

@@ -123,8 +123,11 @@ def decide(seen: observing.Observation) -> Decision:
     # Drift is corrected by one upgrade: once this cycle applied one, the force is spent.
     forced = seen.request.force_upgrade and seen.converged_revision is None
     changed = tuple(service.name for service in plan.rebuilds)
-    rotated = secret_inputs.changed(
-        seen.saved.secret_fingerprints, seen.desired.secret_fingerprints
+    # Likewise a rotation: the upgrade this cycle applied carried the new values.
+    rotated = (
+        secret_inputs.changed(seen.saved.secret_fingerprints, seen.desired.secret_fingerprints)
+        if seen.converged_revision is None
+        else ()
     )
     deployed = release is not None and release.status == "deployed"
     in_sync = (

@@ -76,6 +76,22 @@ def release_images(
     return found
 
 
+def secret_checksums(
+    plugins: Sequence[services.ServicePlugin], release: helm.ReleaseState | None
+) -> dict[str, str]:
+    """Per values key, the Secrets' checksum the release's pod templates carry."""
+    if release is None:
+        return {}
+    found: dict[str, str] = {}
+    for plugin in plugins:
+        checksum = ((release.values.get(plugin.values_key) or {}).get("secrets") or {}).get(
+            "checksum"
+        )
+        if checksum:
+            found[plugin.values_key] = str(checksum)
+    return found
+
+
 def recorded_inputs(release: helm.ReleaseState | None) -> str | None:
     if release is None:
         return None

@@ -16,9 +16,36 @@ import logging
 from reconciler.cluster import rollout, secrets
 from reconciler.cycle import deciding, observing, toolboxes
 from reconciler.cycle.actions import build
+from reconciler.inputs import secret_inputs
 from reconciler.releasing import helm, pre_upgrading, preflight, targets
 
 log = logging.getLogger("lumina.reconcile")
+
+
+async def _pod_checksums(
+    box: toolboxes.Toolbox, seen: observing.Observation, resolved: secrets.ResolvedSecrets
+) -> dict[str, str]:
+    """Per values key, the checksum of its Secrets for the pod template: a fresh one for
+    a service whose Secrets rotated (or on a first install), else the one deployed — so
+    an upgrade for other reasons never rolls a pod over its secrets."""
+    assert seen.desired is not None
+    rotated = set(
+        secret_inputs.changed(seen.saved.secret_fingerprints, seen.desired.secret_fingerprints)
+    )
+    key = await asyncio.to_thread(secrets.checksum_key, box.kube, box.config.namespace)
+    fresh = secrets.pod_checksums(box.plugins, resolved, key)
+    if seen.release is None:
+        return fresh
+    deployed = targets.secret_checksums(box.plugins, seen.release)
+    chosen = {}
+    for plugin in box.plugins:
+        if plugin.values_key not in fresh:
+            continue
+        if rotated & {spec.secret for spec in plugin.secrets}:
+            chosen[plugin.values_key] = fresh[plugin.values_key]
+        elif plugin.values_key in deployed:
+            chosen[plugin.values_key] = deployed[plugin.values_key]
+    return chosen
 
 
 async def run(
@@ -34,13 +61,12 @@ async def run(
     resolved = secrets.resolve(
         box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
     )
-    key = await asyncio.to_thread(secrets.checksum_key, box.kube, config.namespace)
     values = targets.chart_values(
         box.plugins,
         wanted.tags,
         config,
         wanted.release_inputs,
-        secrets.pod_checksums(box.plugins, resolved, key),
+        await _pod_checksums(box, seen, resolved),
     )
     rendered = await box.releaser.render(values)
     deployed_objects = await box.releaser.deployed_manifests()
