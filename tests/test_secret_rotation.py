@@ -56,3 +56,19 @@ def test_pod_checksums_roll_exactly_the_deployments_that_read_the_secret() -> No
     assert before["chatbot"] == after["chatbot"]
     other_key = secrets.pod_checksums(plugins, secrets.ResolvedSecrets(values), b"o" * 32)
     assert other_key["backend"] != before["backend"], "the checksum is keyed"
+
+
+def test_an_upgrade_rolls_a_pod_over_its_secrets_only_when_they_rotated() -> None:
+    plugins = _plugins()
+    fresh = {"backend": "new-b", "chatbot": "new-c"}
+    # A release from before checksums: other upgrades add none (nothing rolls for it).
+    assert secrets.kept_unless_rotated(plugins, fresh, {}, set()) == {}
+    assert secrets.kept_unless_rotated(plugins, fresh, {}, {"backend-secrets"}) == {
+        "backend": "new-b"
+    }
+    deployed = {"backend": "old-b", "chatbot": "old-c"}
+    assert secrets.kept_unless_rotated(plugins, fresh, deployed, set()) == deployed
+    assert secrets.kept_unless_rotated(plugins, fresh, deployed, {"chatbot-secrets"}) == {
+        "backend": "old-b",
+        "chatbot": "new-c",
+    }

@@ -135,6 +135,24 @@ def pod_checksums(
     return found
 
 
+def kept_unless_rotated(
+    plugins: Iterable[services.ServicePlugin],
+    fresh: Mapping[str, str],
+    deployed: Mapping[str, str],
+    rotated: set[str],
+) -> dict[str, str]:
+    """The checksums an upgrade sets: ``fresh`` for a service one of whose Secrets
+    rotated, the ``deployed`` one for every other (none where none was deployed)."""
+    chosen: dict[str, str] = {}
+    for plugin in plugins:
+        key = plugin.values_key
+        if key in fresh and rotated & {spec.secret for spec in plugin.secrets}:
+            chosen[key] = fresh[key]
+        elif key in deployed:
+            chosen[key] = deployed[key]
+    return chosen
+
+
 def manifests(resolved: ResolvedSecrets, namespace: str) -> list[kube.Object]:
     """Secret objects for server-side apply."""
     return [

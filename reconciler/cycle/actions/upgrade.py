@@ -37,15 +37,7 @@ async def _pod_checksums(
     if seen.release is None:
         return fresh
     deployed = targets.secret_checksums(box.plugins, seen.release)
-    chosen = {}
-    for plugin in box.plugins:
-        if plugin.values_key not in fresh:
-            continue
-        if rotated & {spec.secret for spec in plugin.secrets}:
-            chosen[plugin.values_key] = fresh[plugin.values_key]
-        elif plugin.values_key in deployed:
-            chosen[plugin.values_key] = deployed[plugin.values_key]
-    return chosen
+    return secrets.kept_unless_rotated(box.plugins, fresh, deployed, rotated)
 
 
 async def run(
