@@ -239,6 +239,9 @@ async def _images_present(
     answers = await asyncio.gather(
         *(asyncio.to_thread(builds.image_exists, docker, wanted.images[name]) for name in services)
     )
+    for name, present in zip(services, answers, strict=True):
+        if present:
+            log.info("reused %s (already in the engine)", wanted.images[name])
     return frozenset(
         n for n, present in zip(services, answers, strict=True) if present
     ), frozenset()
@@ -295,6 +298,8 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
         built=built | running,
         delivered=delivered | running,
         in_registry=tuple(sorted(built)) if box.config.registry else (),
+        # Found in the engine: this cycle reuses them instead of building them.
+        reused=() if box.config.registry else tuple(sorted(built)),
     )
 
 
