@@ -155,7 +155,11 @@ class Daemon:
             cycles=self.timeline.cycles,
         )
         server.start()
-        log.info("status page on http://127.0.0.1:%d/", server.port)
+        log.info(
+            "status on http://127.0.0.1:%d/status, its page on http://127.0.0.1:%d/",
+            server.port,
+            server.port,
+        )
         debouncer = debouncing.Debouncer(
             quiet=self.box.config.debounce_seconds, max_delay=self.box.config.debounce_max_seconds
         )
