@@ -5,43 +5,51 @@ exits at start (its CMD replaced), then ``lumina-reconcile once --mode commit``:
 applies, the cycle's own watch sees the crash, rolls back and waits for the old pod.
 Measured, per run: seconds from the cycle's start to the rolled-back backend serving
 again (the end of ``once``, which waits for it), what ended the rollout wait and after
-how long (the cycle's record), and the backend's downtime: a probe thread asks the
-backend, through the frontend's NodePort, every 0.25 s (``GET /api/todos`` without a
-token: 401 from a live backend, anything else counts as down). Helm's timeout stays at
-its 300 s default, so a run that sat it out shows as ~300 s. Then the fix is committed
-and deployed (not timed) before the next run.
+how long (the cycle's record), and the backend's downtime: a probe thread, signed in
+as a bench user, lists that user's todos through the frontend's NodePort every 0.25 s
+(the frontend forwards it to the backend: 200 is up, anything else counts as down).
+Helm's timeout stays at its 300 s default, so a run that sat it out shows as ~300 s.
+Then the fix is committed and deployed (not timed) before the next run.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import urllib.error
-import urllib.request
+import uuid
+
+import httpx
 
 from bench import measuring, stack
 
 NAME = "failure"
 TITLE = "Failure (a backend that crashes on start, rolled back)"
 TARGET_SECONDS = 30.0
-PROBE = "http://127.0.0.1:30080/api/todos"
+FRONTEND = "http://127.0.0.1:30080"
 DOCKERFILE = "services/backend/Dockerfile"
 
 
-def _backend_up() -> bool:
-    try:
-        with urllib.request.urlopen(PROBE, timeout=2):
-            return False  # 2xx without a token: not the backend answering as it should
-    except urllib.error.HTTPError as answer:
-        return answer.code == 401
-    except (urllib.error.URLError, OSError):
-        return False
+def _signed_in() -> httpx.Client:
+    """A bench user's session on the frontend (the backend must be up to make one)."""
+    client = httpx.Client(base_url=FRONTEND, timeout=2)
+    account = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.com", "password": "bench " * 3}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            client.post("/api/auth/register", json=account, timeout=10)
+            if client.post("/api/auth/login", json=account, timeout=10).status_code == 200:
+                return client
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise measuring.NotRunError("could not sign a bench user in through the frontend")
 
 
 class DowntimeProbe:
     """Seconds the backend did not answer, sampled every 0.25 s, bounded by ``limit``."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, client: httpx.Client, limit: float) -> None:
+        self._client = client
         self.down = 0.0
         self._stop = threading.Event()
         self._limit = limit
@@ -51,7 +59,10 @@ class DowntimeProbe:
         ends = time.monotonic() + self._limit
         while not self._stop.is_set() and time.monotonic() < ends:
             started = time.monotonic()
-            up = _backend_up()
+            try:
+                up = self._client.get("/api/todos").status_code == 200
+            except httpx.HTTPError:
+                up = False
             self._stop.wait(0.25)
             if not up:
                 self.down += time.monotonic() - started
@@ -85,10 +96,11 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
     runs: list[dict[str, float | str]] = []
     with stack.borrowed_release(ctx):
         stack.reconcile_until_done(ctx, clone, "once", "--mode", "commit")
+        client = _signed_in()
         for attempt in range(ctx.times(3)):
             dockerfile.write_text(_crash(good, f"{stack.RUN_ID}-{attempt}"), "utf-8")
             measuring.git(clone, "commit", "-q", "-am", f"bench: crashing backend {attempt}")
-            with DowntimeProbe(limit=900) as probe:
+            with DowntimeProbe(client, limit=900) as probe:
                 seconds, code, line = stack.reconcile(clone, "once", "--mode", "commit")
                 # The last of the downtime: the old pod is Ready, the Service may lag.
                 time.sleep(1.0)
