@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``lumina-reconcile`` command line and the wiring of adapters for it."""

@@ -1,1 +1,1 @@
-"""cluster"""
+"""The Kubernetes side: the API adapter, rollout watching and diagnosis, Secrets, providers."""

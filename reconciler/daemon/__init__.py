@@ -1,1 +1,1 @@
-"""daemon"""
+"""The long-running daemon: its loop, status server and page, metrics, notifications, lock."""
