@@ -117,6 +117,13 @@ CRASH = rollout.RolloutResult(
     rollout.Diagnosis("backend", rollout.FailureReason.CRASH_LOOP, "keeps crashing"),
 )
 
+LOST = rollout.RolloutResult(
+    rollout.Verdict.FAILED,
+    1.0,
+    rollout.Diagnosis("backend", rollout.FailureReason.IMAGE_MISSING, "not in the node", "pod-1"),
+)
+ADOPTED = observing.Rollout(3, None, {"backend": BACKEND_NEW}, applied_now=False)
+
 CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
     "git mid-merge": (_seen(paused="a merge is in progress", desired=None), S.PAUSED, ()),
     "release pending-upgrade": (_seen(status="pending-upgrade"), S.LOCKED, ()),
@@ -248,6 +255,30 @@ CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
     ),
     "rollout crashed": (
         _seen(failure=observing.Failure(ATTEMPT, CRASH)),
+        S.ROLLOUT_FAILED,
+        ("backend",),
+    ),
+    "the node lost the release's image": (
+        _seen(live_backend=BACKEND_NEW, failure=observing.Failure(ADOPTED, LOST)),
+        S.IMAGES_MISSING,
+        ("backend",),
+    ),
+    "lost image found in the engine again": (
+        _seen(
+            live_backend=BACKEND_NEW,
+            failure=observing.Failure(ADOPTED, LOST),
+            reused=("backend",),
+        ),
+        S.UNDELIVERED,
+        ("backend",),
+    ),
+    "lost image delivered again, still missing": (
+        _seen(
+            live_backend=BACKEND_NEW,
+            failure=observing.Failure(ADOPTED, LOST),
+            reused=("backend",),
+            redelivered=frozenset({"backend"}),
+        ),
         S.ROLLOUT_FAILED,
         ("backend",),
     ),

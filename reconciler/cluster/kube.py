@@ -151,6 +151,16 @@ class Kube:
         result: Object = applied.to_dict()
         return result
 
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete one object; one already gone is not an error."""
+        try:
+            self._resource(api_version, kind).delete(name=name, namespace=namespace)
+        except k8s_exceptions.ApiException as exc:
+            if exc.status != 404:
+                raise _translate(exc, f"deleting {kind} {name}") from exc
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"deleting {kind} {name}") from exc
+
     def watch(
         self,
         kind: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from reconciler.cluster import rollout
 from reconciler.cycle import observing, planning
 from reconciler.inputs import secret_inputs
 
@@ -89,6 +90,52 @@ class Decision:
         }
 
 
+def _lost_images(seen: observing.Observation) -> tuple[str, ...]:
+    """Services whose wanted image the failed rollout's pods could not find on the
+    node, and that were not delivered again already in this cycle."""
+    failure, desired = seen.failure, seen.desired
+    if failure is None or desired is None or failure.result.diagnosis is None:
+        return ()
+    diagnosis = failure.result.diagnosis
+    if diagnosis.reason is not rollout.FailureReason.IMAGE_MISSING:
+        return ()
+    image = failure.attempt.expected.get(diagnosis.service)
+    return tuple(
+        sorted(
+            name
+            for name, wanted in desired.images.items()
+            if wanted == image and name not in seen.redelivered
+        )
+    )
+
+
+def _after_failure(seen: observing.Observation) -> Decision:
+    """A rollout failed: deliver a lost image again, else remedy."""
+    assert seen.failure is not None
+    lost = _lost_images(seen)
+    if lost:
+        # The release is right, the node lost its image (pruned, a node replaced):
+        # deliver it again rather than roll back what the repository asks for.
+        again = tuple(name for name in lost if name not in (*seen.built_now, *seen.reused))
+        if again:
+            return Decision(
+                CycleState.IMAGES_MISSING,
+                f"the node lacks the image of {', '.join(lost)}: to build or reuse",
+                again,
+            )
+        return Decision(
+            CycleState.UNDELIVERED,
+            f"the node lacks the image of {', '.join(lost)}: to deliver again",
+            lost,
+        )
+    return Decision(
+        CycleState.ROLLOUT_FAILED,
+        f"rollout of revision {seen.failure.attempt.revision} failed: "
+        f"{seen.failure.result.summary}",
+        tuple(seen.failure.attempt.expected),
+    )
+
+
 def decide(seen: observing.Observation) -> Decision:
     """The state ``seen`` is in. Order matters: what the cycle itself started (a rollout
     to verify or remedy) comes before anything the repository asks for."""
@@ -97,12 +144,7 @@ def decide(seen: observing.Observation) -> Decision:
     if seen.rolled_back:
         return Decision(CycleState.ROLLED_BACK, seen.rolled_back)
     if seen.failure is not None:
-        return Decision(
-            CycleState.ROLLOUT_FAILED,
-            f"rollout of revision {seen.failure.attempt.revision} failed: "
-            f"{seen.failure.result.summary}",
-            tuple(seen.failure.attempt.expected),
-        )
+        return _after_failure(seen)
     if seen.pending_rollout is not None:
         return Decision(
             CycleState.UNVERIFIED,

@@ -97,6 +97,8 @@ class Observation:
     built: frozenset[str] = frozenset()
     #: services whose wanted image the cluster can run without a delivery
     delivered: frozenset[str] = frozenset()
+    #: services delivered again in this cycle because the node had lost their image
+    redelivered: frozenset[str] = frozenset()
     #: what the actions of this cycle established
     pending_rollout: Rollout | None = None
     failure: Failure | None = None

@@ -416,3 +416,39 @@ def test_a_damaged_state_file_does_not_stop_the_daemon_and_the_next_change_deplo
         reader.join(timeout=30)
     assert code == 0, "".join(seen)[-4000:]
     assert not any("Traceback" in line for line in seen), "".join(seen)[-4000:]
+
+
+def test_an_image_the_node_lost_is_delivered_again_not_rolled_back(
+    workspace: pathlib.Path, helm_env: dict[str, str], cluster: kube.Kube, user: httpx.Client
+) -> None:
+    """The release is right but the node no longer has its backend image (pruned, or a
+    new node): the next cycle loads it again and the backend serves, at the same
+    revision — no rollback of what the repository asks for."""
+    code, output = _once(workspace)
+    assert code == 0, output
+    revision = helm_revision(helm_env)
+    image = _backend_image(helm_env, revision)
+    socket = pathlib.Path.home() / ".cache/lumina/cluster/containerd/containerd.sock"
+    ctr = ["ctr", "--address", str(socket), "-n", "k8s.io"]
+    run(*ctr, "images", "rm", f"docker.io/{image}")
+    run(*kubectl(helm_env), "-n", "lumina", "delete", "pod", "-l", "app.kubernetes.io/name=backend")
+    wait_for(
+        lambda: (
+            "ImagePull" in run(*kubectl(helm_env), "-n", "lumina", "get", "pods").stdout
+            or "ErrImage" in run(*kubectl(helm_env), "-n", "lumina", "get", "pods").stdout
+        ),
+        120,
+        "the new backend pod to miss its image",
+    )
+    # `first` makes the cycle read the release: it runs the repository's state, so
+    # only verifying it reveals the missing image.
+    state_file = workspace / ".lumina" / "state.json"
+    state_file.unlink()
+    code, output = _once(workspace)
+    assert code == 0, output
+    assert "the node lacks the image of backend" in output, output
+    assert helm_revision(helm_env) == revision, "nothing was upgraded or rolled back"
+    assert helm_status(helm_env) == "deployed"
+    cycle = _last_cycle(workspace)
+    assert "rollout-failed" not in cycle["states"], cycle
+    assert user.get("/api/todos").status_code == 200

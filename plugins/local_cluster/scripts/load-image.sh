@@ -10,7 +10,7 @@
 #
 # Image garbage collection is off in this cluster (nothing could be pulled
 # back), so this script bounds the growth itself: of each repository it loaded,
-# it keeps the LUMINA_KEEP_IMAGES (default 5) most recently loaded tags, enough
+# it keeps the LUMINA_KEEP_IMAGES (default 20) most recently loaded tags, enough
 # for rollbacks, and never removes a tag that a container still uses.
 # Usage: load-image.sh IMAGE[:TAG]...
 set -euo pipefail
@@ -21,7 +21,7 @@ source "$here/common.sh"
 [[ $# -ge 1 ]] || die "usage: load-image.sh IMAGE..."
 command -v docker >/dev/null || die "docker CLI not found: images are built with Docker and then loaded"
 pid_alive containerd || die "the cluster's containerd is not running: run up.sh first"
-keep="${LUMINA_KEEP_IMAGES:-5}"
+keep="${LUMINA_KEEP_IMAGES:-20}"
 record="$CLUSTER_DIR/loaded-images"
 
 # The name a pod's image field resolves to: Docker Hub's normalisation, as containerd's.
