@@ -28,7 +28,10 @@ from reconciler.cycle import outcomes, state
 from reconciler.daemon import metrics, reporting, serving
 from reconciler.releasing import drifting
 
-sync_api = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api
+except ImportError:  # the test dependency group pins it; say what is missing, never skip
+    pytest.fail("playwright is needed: pip install the 'test' dependency group", pytrace=False)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / ".lumina"
@@ -150,9 +153,10 @@ class Feed:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium not found at {CHROMIUM}: run tools/system-packages.sh")
-        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: run tools/system-packages.sh tests "
+            "(Debian's chromium)"
+        )
     with sync_api.sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
