@@ -46,10 +46,10 @@ def test_sigterm_during_helm_upgrade_exits_0_and_leaves_no_pending_release(
             600,
             "'built lumina/backend'",
         )
-        # Helm has applied the new revision: the cycle now waits for its pods.
-        lumina_stack.wait_for(
-            lambda: lumina_stack.helm_revision() > before, 120, "helm to apply the upgrade"
-        )
+        # Helm has applied the new revision: the cycle now waits for its pods. Signalled
+        # the moment the daemon says so, the stop lands in that wait (a new backend pod
+        # takes seconds to start), not after it.
+        log.wait_for(lambda line: "watching the rollout" in line, 120, "'watching the rollout'")
     finally:
         code = lumina_stack.stop(process, signal.SIGTERM, timeout=400)
         log.join()
@@ -134,14 +134,13 @@ def test_sigkill_during_the_rollout_wait_converges_without_a_second_revision(
     try:
         log.wait_for(lambda line: "built lumina/backend" in line, 600, "'built lumina/backend'")
         # Helm has applied the new revision; the daemon now watches the rollout.
-        lumina_stack.wait_for(
-            lambda: lumina_stack.helm_revision() > before, 120, "helm to apply the upgrade"
-        )
-        status = lumina_stack.release_status()["info"]["status"]
+        log.wait_for(lambda line: "watching the rollout" in line, 120, "'watching the rollout'")
     finally:
         process.kill()
         process.wait(timeout=60)
         log.join()
+    status = lumina_stack.release_status()["info"]["status"]
+    assert lumina_stack.helm_revision() == before + 1, "the upgrade was applied once"
     # Helm returned as soon as it applied: nothing pending, no helm left behind.
     assert status == "deployed", status
     assert "cycle 1:" not in log.text(), log.text()[-4000:]
