@@ -98,13 +98,23 @@ start() {
   echo $! >"$PID_DIR/$name.pid"
 }
 
+# process_running PID: the process exists and has not exited. Not pid_alive: a
+# component just started is, until its exec, still this script's subshell closing
+# inherited descriptors, and its command line does not name the component yet (on a
+# busy machine long enough for a first failed probe to call it dead).
+process_running() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
 # wait_for WHAT SECONDS COMMAND...: poll until COMMAND succeeds. When WHAT is a
 # component that has exited meanwhile, say so at once with the end of its log.
 wait_for() {
   local what="$1" timeout="$2"; shift 2
   local deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
-    if [[ -f "$PID_DIR/$what.pid" ]] && ! pid_alive "$what"; then
+    if [[ -f "$PID_DIR/$what.pid" ]] && ! process_running "$(cat "$PID_DIR/$what.pid")"; then
       tail -n 15 "$LOG_DIR/$what.log" >&2
       die "$what exited during startup; log: $LOG_DIR/$what.log"
     fi
