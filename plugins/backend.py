@@ -15,7 +15,7 @@ _BACKUP = ("python", "-m", "app.backup", "--json")
 KEEP = 5
 
 
-def back_up_before_upgrade(service: plugin_api.UpgradingService) -> str:
+def back_up_before_upgrade(service: plugin_api.UpgradingService) -> plugin_api.Prepared | str:
     """Back the database up in the pod that still serves it; name the file made.
 
     The label names the upgrade: the release revision whose data this is, and the
@@ -32,7 +32,21 @@ def back_up_before_upgrade(service: plugin_api.UpgradingService) -> str:
             return f"not backed up: the running image ({service.pod}) predates app.backup"
         raise
     made = json.loads(out)
-    return f"backed up the database to {made['path']} ({made['size']} bytes, integrity ok)"
+    return plugin_api.Prepared(
+        f"backed up the database to {made['path']} ({made['size']} bytes, integrity ok)",
+        backup=str(made["path"]),
+    )
+
+
+#: The new image starts once on a copy of the backup just made, migrating it and
+#: answering /api/ready, before the running pod is stopped for it.
+TRIAL = plugin_api.TrialStart(
+    data_volume="data",
+    scratch_path="/trial",
+    prepare=(*_BACKUP, "trial-copy", "--to", "/trial/lumina.db"),
+    env={"DATABASE_URL": "sqlite:////trial/lumina.db"},
+    timeout_seconds=120.0,
+)
 
 
 plugin = plugin_api.ServicePlugin(
@@ -58,6 +72,12 @@ plugin = plugin_api.ServicePlugin(
         ),
     ),
     pre_upgrade=back_up_before_upgrade,
-    database=plugin_api.DatabaseCommands(list=(*_BACKUP, "list"), restore=(*_BACKUP, "restore")),
+    trial_start=TRIAL,
+    database=plugin_api.DatabaseCommands(
+        list=(*_BACKUP, "list"),
+        restore=(*_BACKUP, "restore"),
+        revert=(*_BACKUP, "revert"),
+        export=(*_BACKUP, "export"),
+    ),
     description="FastAPI + SQLModel on SQLite (one replica, Recreate).",
 )

@@ -24,12 +24,14 @@ from reconciler.services import (
     PodCommand,
     PodCommandError,
     PostDeployHook,
+    Prepared,
     PreUpgradeHook,
     Probe,
     SecretSource,
     SecretSpec,
     ServiceName,
     ServicePlugin,
+    TrialStart,
     UpgradingService,
 )
 from reconciler.settings import Settings
@@ -49,6 +51,7 @@ __all__ = [
     "PodCommandError",
     "PostDeployHook",
     "PreUpgradeHook",
+    "Prepared",
     "Probe",
     "SecretSource",
     "SecretSpec",
@@ -56,6 +59,7 @@ __all__ = [
     "ServicePlugin",
     "Settings",
     "TemporaryError",
+    "TrialStart",
     "UpgradingService",
     "node_port_url",
 ]

@@ -97,10 +97,47 @@ class UpgradingService:
     run: PodCommand
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What a pre-upgrade hook did, when it made a backup the core may use later."""
+
+    #: one line, logged and shown in the cycle's message
+    said: str
+    #: path, in the service's pod, of the backup the hook made: the trial start runs on
+    #: a copy of it, and a rollback after the new pod migrated restores it
+    backup: str = ""
+
+
 #: A pre-upgrade action, run while the old pod still serves: returns one line saying
-#: what it did (logged); raises (any exception) to refuse the upgrade, which then
-#: leaves the running release untouched. Not called when no pod of the service runs.
-PreUpgradeHook = Callable[[UpgradingService], str]
+#: what it did (logged), or a :class:`Prepared` naming the backup it made; raises (any
+#: exception) to refuse the upgrade, which then leaves the running release untouched.
+#: Not called when no pod of the service runs.
+PreUpgradeHook = Callable[[UpgradingService], str | Prepared]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialStart:
+    """Opt-in: before an upgrade restarts the service, start its new image once beside
+    the running release, on a copy of its data, and refuse the upgrade unless it
+    becomes ready.
+
+    The trial pod is the rendered Deployment's own pod template (its security context,
+    resources, config and secrets) with three changes: ``data_volume`` is mounted
+    read-only, so the live data is never written; an empty scratch volume is mounted
+    at ``scratch_path``; and ``prepare`` runs first, in an init container of the new
+    image, with ``LUMINA_TRIAL_BACKUP`` set to the backup the pre-upgrade hook just
+    made (see :class:`Prepared`; empty when it made none), to put the copy in the
+    scratch volume. ``env`` is then set in the service's container (pointing it at the
+    copy). The trial passes when the container's readiness probe answers within
+    ``timeout_seconds``; a crash, an unready probe or a config error refuses the
+    upgrade with the pod's diagnosis.
+    """
+
+    data_volume: str
+    scratch_path: str
+    prepare: tuple[str, ...]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    timeout_seconds: float = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +152,14 @@ class DatabaseCommands:
 
     list: tuple[str, ...]
     restore: tuple[str, ...]
+    #: run in a one-off pod of the *previous* image, with the service scaled to none,
+    #: after a failed upgrade's pod may have migrated the data: the backup's path is
+    #: appended; it restores that backup when the live data is not at the backup's
+    #: schema any more, and prints ``{"restored": backup | null, "reason": str}``
+    revert: tuple[str, ...] = ()
+    #: prints one backup (its name appended) as ``{"backup": backup, "sha256": str}``
+    #: followed by a newline and the file's bytes in base64 (``db backups pull``)
+    export: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,5 +183,6 @@ class ServicePlugin:
     secrets: tuple[SecretSpec, ...] = ()
     post_deploy: PostDeployHook | None = None
     pre_upgrade: PreUpgradeHook | None = None
+    trial_start: TrialStart | None = None
     database: DatabaseCommands | None = None
     description: str = ""

@@ -80,6 +80,12 @@ class Settings(pydantic_settings.BaseSettings):
     build_concurrency: int = pydantic.Field(default=2, ge=1, le=16)
     build_timeout_seconds: float = pydantic.Field(default=900.0, gt=0)
     helm_timeout_seconds: float = pydantic.Field(default=300.0, gt=0)
+    trial_starts: bool = pydantic.Field(
+        default=True,
+        description="Before an upgrade stops a service's pod, start its new image once on "
+        "a copy of its data and refuse the upgrade unless it becomes ready (services "
+        "whose plugin declares a trial start: the backend).",
+    )
     min_free_disk_mb: int = pydantic.Field(
         default=512,
         ge=0,

@@ -78,7 +78,9 @@ class Cluster:
 VALUES = {"backend": {"image": {"repository": "lumina/backend", "tag": "3f9a2c1d0e4b5a69"}}}
 
 
-def _run(cluster: Cluster, restarting: set[str], revision: int | None = 12) -> list[str]:
+def _prepare(
+    cluster: Cluster, restarting: set[str], revision: int | None = 12
+) -> pre_upgrading.Prepared:
     return pre_upgrading.run(
         cluster,  # type: ignore[arg-type]
         [backend.plugin],
@@ -87,6 +89,10 @@ def _run(cluster: Cluster, restarting: set[str], revision: int | None = 12) -> l
         revision=revision,
         values=VALUES,
     )
+
+
+def _run(cluster: Cluster, restarting: set[str], revision: int | None = 12) -> list[str]:
+    return list(_prepare(cluster, restarting, revision).notes)
 
 
 def test_a_new_image_or_config_restarts_and_nothing_else_does() -> None:
@@ -112,7 +118,11 @@ def test_the_backend_is_backed_up_in_its_running_pod_and_the_file_is_named(
         kube.ExecResult(0, json.dumps({**made, "size": 8192}), ""),
     )
     with caplog.at_level(logging.INFO, logger="lumina.pre_upgrade"):
-        said = _run(cluster, {"backend"})
+        prepared = _prepare(cluster, {"backend"})
+    said = list(prepared.notes)
+    # The trial start and a restore after a failed migration find the same file.
+    assert prepared.backups == {"backend": made["path"]}
+    assert prepared.serving == {"backend": "backend-abc"}
     [(pod, container, argv)] = cluster.ran
     assert (pod, container) == ("backend-abc", "backend")
     assert argv[:5] == ("python", "-m", "app.backup", "--json", "create")

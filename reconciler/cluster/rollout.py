@@ -95,7 +95,7 @@ def _age(timestamp: str | None, now: datetime.datetime) -> float:
     return (now - started).total_seconds()
 
 
-def _event_lines(events: Iterable[kube.Object]) -> tuple[str, ...]:
+def event_lines(events: Iterable[kube.Object]) -> tuple[str, ...]:
     ordered = sorted(
         events, key=lambda event: str(event.get("lastTimestamp") or event.get("eventTime") or "")
     )
@@ -117,7 +117,7 @@ def classify(
     name = str(pod.get("metadata", {}).get("name", ""))
     status = pod.get("status", {})
     events = list(events)
-    evidence = _event_lines(events)
+    evidence = event_lines(events)
     for container in status.get("containerStatuses") or []:
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason", "")

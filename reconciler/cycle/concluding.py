@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from reconciler import errors
+from reconciler.cluster import rollout, trial_pods
 from reconciler.cycle import deciding, observing, outcomes, state, toolboxes
 
 log = logging.getLogger("lumina.reconcile")
@@ -34,8 +35,11 @@ def _result(
     *,
     revision: int | None = None,
     retry_after: float | None = None,
+    diagnosis: rollout.Diagnosis | None = None,
 ) -> outcomes.CycleResult:
     failure = seen.failure if seen is not None else None
+    if diagnosis is None and failure is not None:
+        diagnosis = failure.result.diagnosis
     return outcomes.CycleResult(
         outcome,
         message,
@@ -43,7 +47,7 @@ def _result(
         built=seen.built_now if seen is not None else (),
         reused=seen.reused if seen is not None else (),
         revision=revision,
-        diagnosis=failure.result.diagnosis if failure is not None else None,
+        diagnosis=diagnosis,
         phases=phases,
         retry_after=retry_after,
         pushed=seen.pushed if seen is not None else (),
@@ -128,7 +132,8 @@ def failed(
     retry = exc.retry_after if isinstance(exc, errors.TemporaryError) else None
     if retry is not None:
         log.warning("%s, will retry in %.0fs: %s", outcome.value, retry, exc)
-    result = _result(seen, outcome, str(exc), phases, states, retry_after=retry)
+    tried = exc.result.diagnosis if isinstance(exc, trial_pods.TrialStartFailedError) else None
+    result = _result(seen, outcome, str(exc), phases, states, retry_after=retry, diagnosis=tried)
     box.metrics.cycles.labels(outcome.value).inc()
     if outcome is outcomes.Outcome.RETRY or seen is None:
         return result

@@ -66,6 +66,9 @@ class Rollout:
     expected: Mapping[str, str]
     #: applied by this cycle (not found applied by an earlier, interrupted one)
     applied_now: bool
+    #: service name -> the backup its pre-upgrade hook made (restored if a failed new
+    #: pod left the data at a schema the previous image does not know)
+    backups: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

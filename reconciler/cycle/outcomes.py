@@ -22,6 +22,8 @@ class Outcome(enum.StrEnum):
     PUSH_FAILED = "push-failed"
     CHART_REJECTED = "chart-rejected"
     ROLLED_BACK = "rolled-back"
+    #: the new image failed its trial start on a copy of the data: nothing was changed
+    TRIAL_FAILED = "trial-failed"
     BLOCKED = "blocked"
     SKIPPED_KNOWN_FAILURE = "skipped-known-failure"
     RETRY = "retry"

@@ -49,6 +49,7 @@ class Toolbox:
             "docker_pushes": 0,
             "helm_upgrades": 0,
             "helm_reads": 0,
+            "trial_starts": 0,
             "unexpected_errors": 0,
         }
     )

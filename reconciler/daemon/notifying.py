@@ -38,6 +38,7 @@ NOTABLE = frozenset(
     {
         outcomes.Outcome.CONVERGED,
         outcomes.Outcome.ROLLED_BACK,
+        outcomes.Outcome.TRIAL_FAILED,
         outcomes.Outcome.BUILD_FAILED,
         outcomes.Outcome.PUSH_FAILED,
         outcomes.Outcome.CHART_REJECTED,
@@ -52,6 +53,7 @@ TIMEOUT_SECONDS = 5.0
 _ICONS = {
     "converged": ":white_check_mark:",
     "rolled-back": ":rewind:",
+    "trial-failed": ":no_entry:",
     DRIFT_FOUND: ":warning:",
 }
 

@@ -31,6 +31,7 @@ _FAILED = frozenset(
         outcomes.Outcome.PUSH_FAILED.value,
         outcomes.Outcome.CHART_REJECTED.value,
         outcomes.Outcome.ROLLED_BACK.value,
+        outcomes.Outcome.TRIAL_FAILED.value,
         outcomes.Outcome.BLOCKED.value,
         outcomes.Outcome.RETRY.value,
     }
@@ -103,6 +104,9 @@ def service_rows(
             diagnosis = cycle.get("diagnosis") or {}
             if cycle.get("outcome") == "rolled-back" and diagnosis.get("service") == name:
                 derived = f"rolled back ({diagnosis.get('reason')})"
+                break
+            if cycle.get("outcome") == "trial-failed" and diagnosis.get("service") == name:
+                derived = f"kept: the new image failed its trial ({diagnosis.get('reason')})"
                 break
             if cycle.get("outcome") == "converged" and _in_cycle(cycle, name):
                 deployed_at = cycle.get("finished_at")

@@ -17,6 +17,7 @@ the policy, the same for every plugin:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -66,6 +67,18 @@ def _image(values: Mapping[str, Any], key: str) -> str:
     return f"{image.get('repository', '')}:{image.get('tag', '')}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What the pre-upgrade hooks did before one upgrade."""
+
+    #: one line per hook that ran, for the cycle's message
+    notes: tuple[str, ...] = ()
+    #: service name -> the backup its hook made (a path in its pod)
+    backups: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: service name -> the pod that served when the hooks ran (the trial's node)
+    serving: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
 def run(
     cluster: kube.Kube,
     plugins: Sequence[services.ServicePlugin],
@@ -74,11 +87,15 @@ def run(
     restarting: set[str],
     revision: int | None,
     values: Mapping[str, Any],
-) -> list[str]:
+) -> Prepared:
     """Run the hooks of the plugins whose pods the upgrade restarts; what each did."""
     done: list[str] = []
+    backups: dict[str, str] = {}
+    serving: dict[str, str] = {}
     for plugin in plugins:
-        if plugin.pre_upgrade is None or plugin.values_key not in restarting:
+        if plugin.values_key not in restarting:
+            continue
+        if plugin.pre_upgrade is None and plugin.trial_start is None:
             continue
         pod = pod_commands.running_pod(cluster, namespace, plugin.values_key)
         if pod is None:
@@ -89,6 +106,9 @@ def run(
                 plugin.name,
                 namespace,
             )
+            continue
+        serving[plugin.name] = pod.name
+        if plugin.pre_upgrade is None:
             continue
         upgrading = services.UpgradingService(
             name=plugin.name,
@@ -104,6 +124,10 @@ def run(
             raise  # the API server blinked: the cycle is retried, the hook with it
         except Exception as exc:  # a plugin's hook may raise anything
             raise PreUpgradeRefusedError(plugin.name, pod.name, str(exc)) from exc
+        if isinstance(said, services.Prepared):
+            if said.backup:
+                backups[plugin.name] = said.backup
+            said = said.said
         log.info("pre-upgrade %s: %s", plugin.name, said)
         done.append(f"{plugin.name}: {said}")
-    return done
+    return Prepared(tuple(done), backups, serving)

@@ -13,6 +13,7 @@ import logging
 
 from reconciler.cluster import rollout
 from reconciler.cycle import deciding, observing, toolboxes
+from reconciler.cycle.actions import reverting
 from reconciler.releasing import targets
 
 log = logging.getLogger("lumina.reconcile")
@@ -36,6 +37,7 @@ async def run(
         failed.summary,
         previous,
     )
+    reverted = await reverting.revert_data(box, seen, attempt)
     revision = await box.releaser.rollback(previous)
     box.counters["helm_reads"] += 1
     release = await box.releaser.current()
@@ -53,5 +55,7 @@ async def run(
         said += f"; not ready again yet: {again.summary}"
         saved = seen.saved
     return dataclasses.replace(
-        seen, saved=saved, rolled_back=f"rollout failed: {failed.summary}; {said}"
+        seen,
+        saved=saved,
+        rolled_back="; ".join([f"rollout failed: {failed.summary}", said, *reverted]),
     )

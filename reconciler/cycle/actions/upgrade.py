@@ -1,8 +1,9 @@
-"""Upgrade: check the chart, back up what an upgrade restarts, apply secrets, let Helm apply.
+"""Upgrade: check the chart, back up what an upgrade restarts, try it, let Helm apply.
 
 Who calls it: the cycle, in state ``out-of-sync``. Nothing reaches the cluster before
 the chart rendered and passed the pre-flight checks and the pre-upgrade hooks (the
-backend's database backup) succeeded in the pods that still serve. Helm applies the
+backend's database backup) succeeded in the pods that still serve, and the new image
+of a service that opts in started on a copy of its data (:mod:`trying`). Helm applies the
 release and returns at once (no ``--wait``, no ``--atomic``): the rollout that follows
 is the verify action's to judge, and a failure the remediate action's to undo.
 """
@@ -15,7 +16,7 @@ import logging
 
 from reconciler.cluster import rollout, secrets
 from reconciler.cycle import deciding, observing, toolboxes
-from reconciler.cycle.actions import build
+from reconciler.cycle.actions import build, trying
 from reconciler.inputs import secret_inputs
 from reconciler.releasing import helm, pre_upgrading, preflight, targets
 
@@ -81,6 +82,7 @@ async def run(
     )
     await asyncio.to_thread(box.kube.apply, secrets.namespace_manifest(config.namespace))
     await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
+    tried = await trying.try_new_pods(box, rendered, prepared) if config.trial_starts else ()
     changed = decision.services
     description = f"lumina: {', '.join(f'{n}={wanted.tags[n]}' for n in changed) or 'chart change'}"
     box.counters["helm_upgrades"] += 1
@@ -105,7 +107,9 @@ async def run(
     log.info("revision %d applied (%s); watching the rollout", revision, description)
     return dataclasses.replace(
         seen,
-        pending_rollout=observing.Rollout(revision, previous, expected, applied_now=True),
+        pending_rollout=observing.Rollout(
+            revision, previous, expected, applied_now=True, backups=prepared.backups
+        ),
         applied=description.removeprefix("lumina: "),
-        notes=(*seen.notes, *prepared),
+        notes=(*seen.notes, *prepared.notes, *tried),
     )

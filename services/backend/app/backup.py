@@ -19,9 +19,11 @@ Before a restore overwrites the database, the database as it was is itself backe
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -302,6 +304,81 @@ def restore(database: Path, name: str | None = None) -> Restored:
     return Restored(backup, previous, revisions)
 
 
+def trial_copy(target: Path, source: Path | None) -> dict[str, object]:
+    """Put a copy of ``source`` (a backup) at ``target`` for a trial start of a new image.
+
+    The trial pod mounts the live volume read-only, so the copy is of a backup the
+    reconciler just made, never of the live file. Without any backup there is no data
+    to try, and the new image starts on an empty database (its migrations still run).
+    """
+    if source is None:
+        return {"copied": None, "to": str(target), "reason": "no backup to copy: empty database"}
+    checked = integrity(source)
+    if checked != "ok":
+        raise BackupError(f"{source} failed its integrity check, not trying on it: {checked}")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except OSError as exc:
+        raise BackupError(f"copying {source} to {target} failed: {exc.strerror or exc}") from None
+    return {"copied": str(source), "to": str(target), "size": target.stat().st_size}
+
+
+def _trial_source(database: Path) -> Path | None:
+    named = os.environ.get("LUMINA_TRIAL_BACKUP", "")
+    if named:
+        return Path(named)
+    candidates = [b for b in list_backups(backup_dir(database)) if b.label != PRE_RESTORE]
+    return candidates[0].path if candidates else None
+
+
+def revert(database: Path, name: str) -> dict[str, object]:
+    """After a failed upgrade: restore backup ``name`` if the live data left its schema.
+
+    Runs in a one-off pod of the previous image while no backend pod runs. A new pod
+    that crashed before migrating left the data as it was (its migration ran in one
+    transaction, or not at all), and nothing is restored — every write is kept. One that
+    migrated left a schema the previous code does not know: the backup made just
+    before the upgrade is restored, and the migrated database is kept as pre-restore.
+    """
+    backup = choose(backup_dir(database), Path(name).name)
+    wanted = _schema_revisions(backup.path)
+    live = _schema_revisions_live(database)
+    if live == wanted:
+        return {
+            "restored": None,
+            "reason": f"the database is still at the backup's schema "
+            f"({', '.join(wanted) or 'empty'}): nothing to restore",
+        }
+    done = restore(database, backup.name)
+    return {
+        **done.to_json(),
+        "reason": f"the database had moved to schema {', '.join(live) or 'empty'}; "
+        f"restored the backup at {', '.join(wanted) or 'empty'}",
+    }
+
+
+def _schema_revisions_live(database: Path) -> tuple[str, ...]:
+    # Read-write: a read-only open of a WAL database fails without its shared memory.
+    with _connect(database) as connection:
+        has_table = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+        if has_table is None:
+            return ()
+        rows = connection.execute("SELECT version_num FROM alembic_version")
+        return tuple(sorted(str(row[0]) for row in rows))
+
+
+def export(database: Path, name: str | None) -> str:
+    """One backup for ``db backups pull``: a JSON line, then its bytes in base64."""
+    backup = choose(backup_dir(database), name)
+    data = backup.path.read_bytes()
+    header = {"backup": backup.to_json(), "sha256": hashlib.sha256(data).hexdigest()}
+    return json.dumps(header) + "\n" + base64.b64encode(data).decode("ascii")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.backup", description=__doc__.split("\n")[0]
@@ -314,6 +391,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="the backups, newest first")
     restored = commands.add_parser("restore", help="copy a backup into the live database")
     restored.add_argument("name", nargs="?", help="backup file name (default: the newest)")
+    trial = commands.add_parser("trial-copy", help="copy a backup for a trial start")
+    trial.add_argument("--to", required=True, type=Path, help="where the copy goes")
+    reverted = commands.add_parser(
+        "revert", help="restore a backup if the database left its schema (failed upgrade)"
+    )
+    reverted.add_argument("name", help="backup file name or path")
+    exported = commands.add_parser("export", help="print a backup: JSON line, then base64")
+    exported.add_argument("name", nargs="?", help="backup file name (default: the newest)")
     return parser
 
 
@@ -339,6 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 for backup in backups:
                     print(_human(backup))
+        elif args.command == "trial-copy":
+            print(json.dumps(trial_copy(args.to, _trial_source(database))))
+        elif args.command == "revert":
+            print(json.dumps(revert(database, args.name)))
+        elif args.command == "export":
+            print(export(database, args.name))
         else:
             done = restore(database, args.name)
             print(

@@ -244,3 +244,75 @@ def test_the_command_reports_errors_in_one_line(tmp_path: Path) -> None:
     wrong = _run({"DATABASE_URL": "postgresql://x/y"}, "list")
     assert wrong.returncode == 1
     assert "SQLite URL" in wrong.stderr
+
+
+def test_a_trial_copy_is_of_the_named_backup_and_never_touches_the_live_file(
+    tmp_path: Path,
+) -> None:
+    database = _database(tmp_path)
+    made = backup.create(database, label="rev3-before-abc")
+    before = database.read_bytes()
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    env = {"DATABASE_URL": f"sqlite:///{database}", "LUMINA_TRIAL_BACKUP": str(made.path)}
+    done = _run(env, "--json", "trial-copy", "--to", str(trial / "lumina.db"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["copied"] == str(made.path)
+    assert _titles(trial / "lumina.db") == {"first"}
+    assert database.read_bytes() == before
+    # Without any backup the trial starts on an empty database, and says so.
+    empty = tmp_path / "empty" / "lumina.db"
+    empty.parent.mkdir()
+    none = _run(
+        {"DATABASE_URL": f"sqlite:///{empty}"}, "--json", "trial-copy", "--to", str(trial / "x")
+    )
+    assert none.returncode == 0, none.stderr
+    assert "empty database" in json.loads(none.stdout)["reason"]
+
+
+def _migrate_to_a_future_schema(database: Path) -> None:
+    """What a newer backend's migration leaves: a schema this code does not know."""
+    with sqlite3.connect(database) as connection:
+        connection.execute("ALTER TABLE todos ADD COLUMN colour TEXT")
+        connection.execute("UPDATE alembic_version SET version_num = '0099_future'")
+        connection.execute("UPDATE todos SET title = 'written by the new pod'")
+
+
+def test_revert_restores_only_when_the_failed_pod_migrated(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    made = backup.create(database, label="rev4-before-new")
+    env = {"DATABASE_URL": f"sqlite:///{database}"}
+
+    # The new pod crashed before migrating: the data (and every write since) stays.
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE todos SET title = 'written after the backup'")
+    kept = _run(env, "--json", "revert", str(made.path))
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(kept.stdout)["restored"] is None
+    assert _titles(database) == {"written after the backup"}
+
+    # It migrated, then failed: the backup comes back, the migrated file is kept aside.
+    _migrate_to_a_future_schema(database)
+    reverted = _run(env, "--json", "revert", made.name)
+    assert reverted.returncode == 0, reverted.stderr
+    said = json.loads(reverted.stdout)
+    assert said["restored"]["name"] == made.name
+    assert "0099_future" in said["reason"]
+    assert _titles(database) == {"first"}
+    assert _titles(backup.backup_dir(database) / said["previous"]["name"]) == {
+        "written by the new pod"
+    }
+
+
+def test_an_export_carries_the_backup_whole_with_its_checksum(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+
+    database = _database(tmp_path)
+    made = backup.create(database, label="rev5")
+    done = _run({"DATABASE_URL": f"sqlite:///{database}"}, "export", made.name)
+    assert done.returncode == 0, done.stderr
+    header, _, body = done.stdout.partition("\n")
+    data = base64.b64decode(body)
+    assert data == made.path.read_bytes()
+    assert json.loads(header)["sha256"] == hashlib.sha256(data).hexdigest()

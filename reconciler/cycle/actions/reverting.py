@@ -1,0 +1,94 @@
+"""Data reverts of the remediate action: after a failed upgrade, a service's database is
+brought back to its pre-upgrade backup when the failed pod migrated it.
+
+Who calls it: :mod:`reconciler.cycle.actions.remediate`, before the rollback. The old
+image could not serve a schema only the new one knows, and would crash on it; so, for
+each service whose pre-upgrade hook made a backup and whose plugin declares a revert
+command, the service is scaled to no pods (the failed pod must not hold the file), the
+command runs once in a pod of the *previous* image on the service's own volume, and
+decides: data still at the backup's schema is kept with every write, data that moved
+is restored (the moved copy is kept). The rollback that follows starts the old pod.
+A revert that cannot run is said in the cycle's message; the rollback goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from reconciler import errors
+from reconciler.cluster import trial_pods
+from reconciler.cycle import observing, toolboxes
+from reconciler.releasing import targets
+
+log = logging.getLogger("lumina.reconcile")
+
+STOP_SECONDS = 90.0
+REVERT_SECONDS = 300.0
+
+
+def _said(text: str) -> dict[str, object] | None:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            found = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(found, dict):
+            return found
+    return None
+
+
+async def revert_data(
+    box: toolboxes.Toolbox, seen: observing.Observation, attempt: observing.Rollout
+) -> tuple[str, ...]:
+    """Revert what the failed pods migrated; one note per service considered."""
+    namespace = box.config.namespace
+    previous_images = targets.release_images(box.plugins, seen.release)
+    notes: list[str] = []
+    for plugin in box.plugins:
+        backup = attempt.backups.get(plugin.name)
+        commands = plugin.database
+        if not backup or commands is None or not commands.revert:
+            continue
+        image = previous_images.get(plugin.name)
+        if image is None and plugin.name in seen.saved.services:
+            deployed = seen.saved.services[plugin.name]
+            image = f"{deployed.image}:{deployed.tag}"
+        live = await asyncio.to_thread(
+            box.kube.get, "apps/v1", "Deployment", namespace, plugin.values_key
+        )
+        if image is None or live is None:
+            continue
+        log.info("reverting %s's data if the failed pod migrated it (%s)", plugin.name, backup)
+        try:
+            await trial_pods.scale_to_none(box.kube, namespace, plugin.values_key, STOP_SECONDS)
+            pod = trial_pods.revert_pod(
+                live, service=plugin.name, image=image, command=[*commands.revert, backup]
+            )
+            ok, text = await trial_pods.run_to_completion(
+                box.kube, namespace, pod, timeout=REVERT_SECONDS
+            )
+        except errors.LuminaError as exc:
+            log.warning("could not revert %s's data: %s", plugin.name, exc)
+            notes.append(f"{plugin.name}: data not checked after the failure ({exc.message})")
+            continue
+        said = _said(text)
+        if not ok or said is None:
+            last = text.strip().splitlines()[-1:] or ["no output"]
+            log.warning("reverting %s's data failed: %s", plugin.name, last[0])
+            notes.append(f"{plugin.name}: reverting the data failed: {last[0]}")
+            continue
+        restored = said.get("restored")
+        if isinstance(restored, dict):
+            kept = said.get("previous")
+            kept_name = kept.get("name") if isinstance(kept, dict) else "?"
+            note = (
+                f"{plugin.name}: restored the database from {restored.get('name')} "
+                f"({said.get('reason')}); the migrated one is kept as {kept_name}"
+            )
+        else:
+            note = f"{plugin.name}: database kept as it was ({said.get('reason')})"
+        log.info("%s", note)
+        notes.append(note)
+    return tuple(notes)

@@ -1,0 +1,179 @@
+"""The backend's trial pod and revert pod, built from the Deployment Helm renders.
+
+The pods are what :mod:`reconciler.cluster.trial_pods` makes of the real chart's
+output; the properties asserted are the ones that keep a trial harmless: the restricted
+profile holds for every container, no Service routes to it, the live volume is only
+read, the app runs on the copy with the new config, and Kubernetes ends it on its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from plugins import backend
+from reconciler.cluster import trial_pods
+
+if TYPE_CHECKING:
+    from conftest import Manifests
+
+BACKUP = "/data/backups/lumina-20261201T120000.000Z-rev3-before-abc.db"
+
+
+def _trial(defaults: Manifests) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    deployment = defaults.get("Deployment", "backend")
+    spec = deployment["spec"]["template"]["spec"]
+    copies = trial_pods.trial_config_maps(defaults, spec, "backend")
+    pod = trial_pods.trial_pod(
+        deployment,
+        backend.TRIAL,
+        service="backend",
+        backup=BACKUP,
+        node="node-a",
+        config_maps={old: new["metadata"]["name"] for old, new in copies.items()},
+    )
+    return pod, copies
+
+
+def _restricted(spec: dict[str, Any]) -> None:
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, container["name"]
+        assert context["capabilities"] == {"drop": ["ALL"]}, container["name"]
+        assert context["runAsNonRoot"] is True, container["name"]
+        assert context["readOnlyRootFilesystem"] is True, container["name"]
+
+
+def test_the_trial_is_restricted_unrouted_and_never_writes_the_live_volume(
+    defaults: Manifests,
+) -> None:
+    pod, _ = _trial(defaults)
+    spec = pod["spec"]
+    _restricted(spec)
+    # No Service selects it: its labels share nothing with any Service's selector.
+    for service in defaults.of_kind("Service"):
+        selector = service["spec"].get("selector") or {}
+        assert not selector or not selector.items() <= pod["metadata"]["labels"].items()
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        data = [m for m in container["volumeMounts"] if m["name"] == "data"]
+        assert data and all(m["readOnly"] for m in data), container["name"]
+    [claim] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert claim["persistentVolumeClaim"]["readOnly"] is True
+    assert spec["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] > backend.TRIAL.timeout_seconds
+    assert spec["nodeSelector"]["kubernetes.io/hostname"] == "node-a"
+
+
+def test_the_app_runs_on_the_copy_with_the_new_config(defaults: Manifests) -> None:
+    pod, copies = _trial(defaults)
+    [prepare] = pod["spec"]["initContainers"]
+    [app] = pod["spec"]["containers"]
+    env = {v["name"]: v.get("value") for v in app["env"]}
+    assert env["DATABASE_URL"] == "sqlite:////trial/lumina.db"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+    assert prepare["command"][-3:] == ["trial-copy", "--to", "/trial/lumina.db"]
+    assert {v["name"]: v.get("value") for v in prepare["env"]}["LUMINA_TRIAL_BACKUP"] == BACKUP
+    # The rendered (new) config, under a trial name: the release's own is still the old.
+    [(old, copy)] = copies.items()
+    rendered = defaults.get("ConfigMap", old)
+    assert copy["data"] == rendered["data"] and copy["metadata"]["name"] != old
+    refs = {s["configMapRef"]["name"] for s in app["envFrom"] if "configMapRef" in s}
+    assert refs == {copy["metadata"]["name"]}
+
+
+def test_the_revert_pod_runs_the_previous_image_once_on_the_volume(defaults: Manifests) -> None:
+    deployment = defaults.get("Deployment", "backend")
+    pod = trial_pods.revert_pod(
+        deployment,
+        service="backend",
+        image="lumina/backend:previous",
+        command=["python", "-m", "app.backup", "--json", "revert", BACKUP],
+    )
+    spec = pod["spec"]
+    _restricted(spec)
+    [app] = spec["containers"]
+    assert app["image"] == "lumina/backend:previous" and "readinessProbe" not in app
+    assert spec["restartPolicy"] == "Never"
+    assert "app.kubernetes.io/name" not in pod["metadata"]["labels"]
+
+
+NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+def _pod(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "backend-trial"}, "spec": {}, "status": status}
+
+
+def _ended(code: int) -> dict[str, Any]:
+    return {"terminated": {"exitCode": code, "reason": "Error" if code else "Completed"}}
+
+
+CASES: list[tuple[str, dict[str, Any], str | None]] = [
+    ("starting", _pod(phase="Pending"), None),
+    ("ready", _pod(phase="Running", conditions=[{"type": "Ready", "status": "True"}]), "passed"),
+    (
+        "no room",
+        _pod(
+            phase="Pending",
+            conditions=[
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes: Insufficient cpu",
+                }
+            ],
+        ),
+        "skipped",
+    ),
+    (
+        "prepared, app running",
+        _pod(
+            phase="Running",
+            initContainerStatuses=[{"name": "prepare-trial", "state": _ended(0)}],
+            containerStatuses=[{"name": "backend", "state": {"running": {}}}],
+        ),
+        None,
+    ),
+    (
+        "prepare failed",
+        _pod(phase="Failed", initContainerStatuses=[{"name": "prepare-trial", "state": _ended(1)}]),
+        "failed",
+    ),
+    (
+        "app exited",
+        _pod(phase="Failed", containerStatuses=[{"name": "backend", "state": _ended(3)}]),
+        "failed",
+    ),
+    (
+        "config error",
+        _pod(
+            phase="Pending",
+            containerStatuses=[
+                {
+                    "name": "backend",
+                    "image": "lumina/backend:new",
+                    "state": {
+                        "waiting": {
+                            "reason": "CreateContainerConfigError",
+                            "message": 'secret "backend-secrets" not found',
+                        }
+                    },
+                }
+            ],
+        ),
+        "failed",
+    ),
+    ("deadline", _pod(phase="Failed", reason="DeadlineExceeded"), "failed"),
+]
+
+
+def test_the_verdict_comes_from_the_pod_alone() -> None:
+    for name, pod, expected in CASES:
+        found = trial_pods.judge("backend", pod, [], NOW)
+        assert (found.verdict.value if found else None) == expected, name
+        if expected == "failed":
+            assert found is not None and found.diagnosis is not None, name
