@@ -80,6 +80,15 @@ class Settings(pydantic_settings.BaseSettings):
     build_concurrency: int = pydantic.Field(default=2, ge=1, le=16)
     build_timeout_seconds: float = pydantic.Field(default=900.0, gt=0)
     helm_timeout_seconds: float = pydantic.Field(default=300.0, gt=0)
+    backup_copies_dir: str = pydantic.Field(
+        default="",
+        description="A directory on this machine (relative to the repository, or "
+        "absolute) where every pre-upgrade backup is also copied, checked on arrival; "
+        "empty: backups stay on the service's volume only.",
+    )
+    backup_copies_keep: int = pydantic.Field(
+        default=10, ge=1, description="Copies kept in backup_copies_dir, newest first."
+    )
     trial_starts: bool = pydantic.Field(
         default=True,
         description="Before an upgrade stops a service's pod, start its new image once on "

@@ -84,13 +84,20 @@ def _describe(backup: dict[str, Any]) -> str:
     return f"{backup['name']} ({backup['size']} bytes, made {backup['created']})"
 
 
-@app.command("backups")
+backups_app = typer.Typer(help="List the backups kept on the service's volume, or pull one.")
+app.add_typer(backups_app, name="backups")
+
+
+@backups_app.callback(invoke_without_command=True)
 def backups(
+    context: typer.Context,
     repo: RepoOption = None,
     service: ServiceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
 ) -> None:
     """List the backups kept on the service's volume, newest first."""
+    if context.invoked_subcommand is not None:
+        return
     found = _run(repo, service, lambda commands: commands.list)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
@@ -104,6 +111,36 @@ def backups(
     for backup in found:
         table.add_row(backup["name"], f"{backup['size']:,} B", backup["created"], backup["label"])
     rich.console.Console().print(table)
+
+
+@backups_app.command("pull")
+def pull(
+    name: Annotated[
+        str | None, typer.Argument(help="Backup to copy (default: the newest).")
+    ] = None,
+    to: Annotated[
+        pathlib.Path | None,
+        typer.Option(
+            "--to", help="Directory to copy it into (default: backup_copies_dir, else .)."
+        ),
+    ] = None,
+    repo: RepoOption = None,
+    service: ServiceOption = None,
+) -> None:
+    """Copy a backup out of the pod to this machine, checked with integrity_check."""
+    from reconciler.cli import wiring  # noqa: PLC0415 — slow imports, used here only
+    from reconciler.cluster import backup_copies, kube  # noqa: PLC0415 — slow imports
+
+    config = settings.load_settings(repo)
+    found = discovery.discover_services(config.repo)
+    plugin, _ = _owner(found.plugins, service)
+    cluster = wiring.choose_provider(config).ensure_up()
+    connection = kube.Kube(cluster.kubeconfig, config.kube_context or cluster.context)
+    directory = to or (
+        config.repo_path(config.backup_copies_dir) if config.backup_copies_dir else pathlib.Path()
+    )
+    path = backup_copies.pull(connection, config.namespace, plugin, name, directory)
+    typer.echo(f"pulled {path.name} to {path} ({path.stat().st_size} bytes, integrity ok)")
 
 
 @app.command("restore")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Mapping
 
-from reconciler.cluster import rollout, secrets
+from reconciler import errors
+from reconciler.cluster import backup_copies, rollout, secrets
 from reconciler.cycle import deciding, observing, toolboxes
 from reconciler.cycle.actions import build, trying
 from reconciler.inputs import secret_inputs
@@ -39,6 +41,29 @@ async def _pod_checksums(
         return fresh
     deployed = targets.secret_checksums(box.plugins, seen.release)
     return secrets.kept_unless_rotated(box.plugins, fresh, deployed, rotated)
+
+
+def _copy_backups(box: toolboxes.Toolbox, backups: Mapping[str, str]) -> tuple[str, ...]:
+    """Copy the pre-upgrade backups to ``backup_copies_dir``; a copy that fails is said,
+    and does not stop the upgrade (the backup on the volume is there)."""
+    config = box.config
+    if not config.backup_copies_dir or not backups:
+        return ()
+    directory = config.repo_path(config.backup_copies_dir)
+    notes: list[str] = []
+    for plugin in box.plugins:
+        if plugin.name not in backups:
+            continue
+        name = backups[plugin.name].rpartition("/")[2]
+        try:
+            path = backup_copies.pull(box.kube, config.namespace, plugin, name, directory)
+        except errors.LuminaError as exc:
+            log.warning("could not copy %s's backup %s here: %s", plugin.name, name, exc)
+            notes.append(f"{plugin.name}: backup not copied to {directory} ({exc.message})")
+            continue
+        backup_copies.prune(directory, config.backup_copies_keep)
+        notes.append(f"{plugin.name}: backup copied to {path}")
+    return tuple(notes)
 
 
 async def run(
@@ -82,6 +107,7 @@ async def run(
     )
     await asyncio.to_thread(box.kube.apply, secrets.namespace_manifest(config.namespace))
     await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
+    copied = await asyncio.to_thread(_copy_backups, box, prepared.backups)
     tried = await trying.try_new_pods(box, rendered, prepared) if config.trial_starts else ()
     changed = decision.services
     description = f"lumina: {', '.join(f'{n}={wanted.tags[n]}' for n in changed) or 'chart change'}"
@@ -111,5 +137,5 @@ async def run(
             revision, previous, expected, applied_now=True, backups=prepared.backups
         ),
         applied=description.removeprefix("lumina: "),
-        notes=(*seen.notes, *prepared.notes, *tried),
+        notes=(*seen.notes, *prepared.notes, *copied, *tried),
     )
