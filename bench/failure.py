@@ -9,11 +9,16 @@ how long (the cycle's record), and the backend's downtime: a probe thread, signe
 as a bench user, lists that user's todos through the frontend's NodePort every 0.25 s
 (the frontend forwards it to the backend: 200 is up, anything else counts as down).
 Helm's timeout stays at its 300 s default, so a run that sat it out shows as ~300 s.
-Then the fix is committed and deployed (not timed) before the next run.
+Then the fix is committed and deployed (not timed) before the next run. It runs twice:
+with trial starts on (the default: the image is refused before the serving pod is
+touched, so the downtime should be none) and off (``LUMINA_TRIAL_STARTS=false``: the
+rollout fails and is rolled back, the path left for failures a trial cannot catch).
 """
 
 from __future__ import annotations
 
+import os
+import pathlib
 import threading
 import time
 import uuid
@@ -23,7 +28,7 @@ import httpx
 from bench import measuring, stack
 
 NAME = "failure"
-TITLE = "Failure (a backend that crashes on start, rolled back)"
+TITLE = "Failure (a backend that crashes on start: refused by its trial, or rolled back)"
 TARGET_SECONDS = 30.0
 FRONTEND = "http://127.0.0.1:30080"
 DOCKERFILE = "services/backend/Dockerfile"
@@ -85,20 +90,22 @@ def _crash(good: str, marker: str) -> str:
     )
 
 
-def run(ctx: measuring.Context) -> measuring.GroupResult:
-    result = measuring.GroupResult(NAME, TITLE)
-    stack.docker_ready()
-    clone = stack.clone(ctx, "failure-repo")
+def _runs(
+    ctx: measuring.Context,
+    clone: pathlib.Path,
+    client: httpx.Client,
+    good: str,
+    *,
+    trial: bool,
+) -> list[dict[str, float | str]]:
+    """Three crashing commits, each deployed with trial starts on or off, then fixed."""
     dockerfile = clone / DOCKERFILE
-    good = dockerfile.read_text(encoding="utf-8")
-    if 'CMD ["/opt/venv/bin/uvicorn"' not in good:
-        raise measuring.NotRunError(f"{DOCKERFILE} no longer starts uvicorn as this bench expects")
     runs: list[dict[str, float | str]] = []
-    with stack.borrowed_release(ctx):
-        stack.reconcile_until_done(ctx, clone, "once", "--mode", "commit")
-        client = _signed_in()
+    mode = "trial" if trial else "no-trial"
+    os.environ["LUMINA_TRIAL_STARTS"] = "true" if trial else "false"
+    try:
         for attempt in range(ctx.times(3)):
-            dockerfile.write_text(_crash(good, f"{stack.RUN_ID}-{attempt}"), "utf-8")
+            dockerfile.write_text(_crash(good, f"{stack.RUN_ID}-{mode}-{attempt}"), "utf-8")
             measuring.git(clone, "commit", "-q", "-am", f"bench: crashing backend {attempt}")
             with DowntimeProbe(client, limit=900) as probe:
                 seconds, code, line = stack.reconcile(clone, "once", "--mode", "commit")
@@ -117,13 +124,45 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                 }
             )
             ctx.say(
-                f"run {attempt + 1}: {cycle.get('outcome')} in {seconds:.1f}s "
-                f"(wait ended by {wait.get('ended_by')} after {wait.get('seconds')}s), "
+                f"{mode} run {attempt + 1}: {cycle.get('outcome')} in {seconds:.1f}s "
+                f"(rollout wait ended by {wait.get('ended_by', 'none')}), "
                 f"backend down {probe.down:.1f}s; exit {code}: {line}"
             )
             dockerfile.write_text(good, "utf-8")
             measuring.git(clone, "commit", "-q", "-am", f"bench: backend fixed {attempt}")
             stack.reconcile_until_done(ctx, clone, "once", "--mode", "commit")
+    finally:
+        os.environ.pop("LUMINA_TRIAL_STARTS", None)
+    return runs
+
+
+def run(ctx: measuring.Context) -> measuring.GroupResult:
+    result = measuring.GroupResult(NAME, TITLE)
+    stack.docker_ready()
+    clone = stack.clone(ctx, "failure-repo")
+    good = (clone / DOCKERFILE).read_text(encoding="utf-8")
+    if 'CMD ["/opt/venv/bin/uvicorn"' not in good:
+        raise measuring.NotRunError(f"{DOCKERFILE} no longer starts uvicorn as this bench expects")
+    with stack.borrowed_release(ctx):
+        stack.reconcile_until_done(ctx, clone, "once", "--mode", "commit")
+        client = _signed_in()
+        tried = _runs(ctx, clone, client, good, trial=True)
+        runs = _runs(ctx, clone, client, good, trial=False)
+    tried_down = measuring.median([float(r["down"]) for r in tried])
+    tried_total = measuring.median([float(r["seconds"]) for r in tried])
+    result.rows += [
+        measuring.Row(
+            "trial start on (default): backend downtime during the bad upgrade (median)",
+            measuring.seconds(tried_down),
+            "0 s",
+            tried_down == 0.0,
+        ),
+        measuring.Row(
+            "trial start on: the whole cycle until refused, build included (median)",
+            f"{measuring.seconds(tried_total)} "
+            f"({', '.join(sorted({str(r['outcome']) for r in tried}))})",
+        ),
+    ]
     total = measuring.median([float(r["seconds"]) for r in runs])
     down = measuring.median([float(r["down"]) for r in runs])
     wait = measuring.median([float(r["wait"]) for r in runs])
@@ -133,20 +172,21 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
     ended = sorted({str(r["ended_by"]) for r in runs})
     result.rows += [
         measuring.Row(
-            "crash: new pod started → old release serving again (median)",
+            "trial start off, crash: new pod started → old release serving again (median)",
             measuring.seconds(recovery),
             f"< {TARGET_SECONDS:.0f} s (Helm timeout left at 300 s)",
             recovery < TARGET_SECONDS,
         ),
         measuring.Row(
-            "crash: the whole cycle, build included (median)",
+            "trial start off, crash: the whole cycle, build included (median)",
             f"{measuring.seconds(total)} ({measuring.spread([float(r['seconds']) for r in runs])})",
         ),
         measuring.Row(
-            "crash: rollout wait, until it was ended by",
+            "trial start off, crash: rollout wait, until it was ended by",
             f"{measuring.seconds(wait)} by {', '.join(ended)}",
         ),
-        measuring.Row("crash: backend downtime (median)", measuring.seconds(down)),
+        measuring.Row("trial start off, crash: backend downtime (median)", measuring.seconds(down)),
     ]
     result.raw["runs"] = runs
+    result.raw["trial_runs"] = tried
     return result

@@ -161,8 +161,15 @@ def test_chart_only_change_upgrades_without_builds(
 
 
 def test_crashing_backend_is_rolled_back_fast_and_explained(
-    workspace: pathlib.Path, helm_env: dict[str, str], user: httpx.Client
+    workspace: pathlib.Path,
+    helm_env: dict[str, str],
+    user: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """With trial starts off (a trial refuses this image before any upgrade, see
+    test_8_data_safety), the rollout itself fails: the rollback path, for failures a
+    trial on a copy cannot catch."""
+    monkeypatch.setenv("LUMINA_TRIAL_STARTS", "false")
     todo = json_of(user.post("/api/todos", json={"title": "still served during a bad deploy"}))
     # The image builds (its build step imports the app), the container exits at start.
     path = workspace / "services/backend/Dockerfile"
