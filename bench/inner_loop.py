@@ -262,6 +262,21 @@ def _phase_text(runs: list[dict[str, Any]]) -> str:
     return ", ".join(parts)
 
 
+def _without_trial(
+    ctx: measuring.Context, clone: pathlib.Path, connection: Any, namespace: str
+) -> list[dict[str, Any]]:
+    """The same backend edit with trial starts off: what the trial costs a good edit."""
+    runs: list[dict[str, Any]] = []
+    os.environ["LUMINA_TRIAL_STARTS"] = "false"
+    try:
+        for rep in range(ctx.times(3)):
+            ctx.say(f"inner loop: backend edit {rep + 1}, trial start off")
+            runs.append(_ours(ctx, clone, connection, namespace, "backend", label=f"{rep}-untried"))
+    finally:
+        os.environ.pop("LUMINA_TRIAL_STARTS", None)
+    return runs
+
+
 def run(ctx: measuring.Context) -> measuring.GroupResult:
     main_config = settings.load_settings(ctx.repo)
     _provider, info = stack.cluster(main_config)
@@ -311,6 +326,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                     ctx, clone, connection, namespace, "backend", label=f"{rep}-commit", commit=True
                 )
             )
+        untried = _without_trial(ctx, clone, connection, namespace)
         if baseline.images:
             measuring.run(["docker", "image", "rm", *sorted(baseline.images)], check=False)
     result.raw.update(
@@ -318,7 +334,17 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         baseline=base,
         skaffold=skaffold_runs,
         commit_mode=commit_runs,
+        untried=untried,
         skaffold_error=skaffold_error,
+    )
+    tried_s = measuring.median([float(r["seconds"]) for r in ours["backend"]])
+    untried_s = measuring.median([float(r["seconds"]) for r in untried])
+    result.rows.append(
+        measuring.Row(
+            "backend edit → Ready: trial start on / off (median), the trial's cost",
+            f"{measuring.seconds(tried_s)} / {measuring.seconds(untried_s)}, "
+            f"+{measuring.seconds(tried_s - untried_s)}",
+        )
     )
     for service in stack.SERVICES:
         mine = [float(r["seconds"]) for r in ours[service]]
