@@ -6,24 +6,29 @@ What it runs: the daemon's own ``running.Daemon._cycle`` — the cycle, then the
 its real ``post_json`` and background thread, talking to real sockets on 127.0.0.1,
 under four receivers: none configured; a closed port (down); a socket that accepts the
 connection and never answers (hung: a delivery attempt waits the full
-``TIMEOUT_SECONDS``); a working ``http.server`` that counts the documents it gets.
+``TIMEOUT_SECONDS``); a working ``http.server`` that counts the documents it gets. Both
+receivers run in a child process, as a real receiver does, so their own work does not
+compete with the daemon for the interpreter.
 
-The cycle is real but cannot fail offline: the daemon's no-op cycle
-(``reconciling.run_cycle``, ``first=False``, commit mode) in a clone of this repository
-whose state says its HEAD is deployed — git read, snapshot, decide, conclude — with no
-cluster, helm or docker adapter at all (one would fail the cycle, which is checked: every
-cycle must end nothing-to-do). What is not real: its result is then swapped for a
-rolled-back :class:`outcomes.CycleResult` with a diagnosis (what ``concluding`` makes
-after a crash-looping backend was rolled back, which needs a cluster), so that every
-cycle is one worth a notification; each names a new revision, so none is the "same
-failure again" the notifier says only once. The same daemon path is also timed with no
-cycle work at all, where any cost of notifying shows at full size.
+The cycle is real: the daemon's no-op cycle (``reconciling.run_cycle``, ``first=False``,
+commit mode) in a clone of this repository whose state says its HEAD is deployed — git
+read, snapshot, decide, conclude, about 20 ms, the shortest cycle there is, so the one a
+delay would show most in — with no cluster, helm or docker adapter at all (one it
+reached would fail the cycle, which is checked: every cycle must end nothing-to-do).
+What is not real: its result is then swapped for a rolled-back
+:class:`outcomes.CycleResult` with a diagnosis (what ``concluding`` makes after a
+crash-looping backend was rolled back; a real one needs a cluster), so that every cycle
+is one worth a notification; each names a new revision, so none is the "same failure
+again" the notifier says only once. The same daemon path is also timed with no cycle
+work at all, where any cost of notifying shows at full size.
 
-After ``WARM_UP`` cycles, rounds of ``CYCLES`` cycles per receiver, the receivers
-one after the other in each round (each round in another order), a fresh daemon per
-block (stopped after it, a hung connection closed then), so each block's timings carry
-only its own receiver's background work. Traffic: 127.0.0.1 only, at most one delivery
-per cycle plus the notifier's retries, all ended with the block.
+After ``WARM_UP`` cycles, rounds of ``CYCLES`` cycles per receiver, the receivers one
+after the other in each round (each round in another order), a fresh daemon per block
+(stopped after it, a hung receiver ended then), so each block's timings carry only its
+own receiver's background work. A second no-webhook block per round shows how far two
+identical blocks differ on this machine: the noise a ratio must be read against; ratios
+pair blocks of the same round. Traffic: 127.0.0.1 only, at most one delivery per cycle
+plus the notifier's retries, all ended with the block.
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import http.server
 import itertools
 import json
 import logging
 import pathlib
 import socket
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -78,59 +83,62 @@ def _rolled_back(revision: int) -> outcomes.CycleResult:
     )
 
 
-class _Counting:
-    """A working webhook receiver: every document it got, with its arrival time."""
+#: A receiver in a process of its own, as a real one is (its work must not take the
+#: daemon's interpreter lock): prints its port, then writes a line per connection
+#: ("hung": accepted, never answered) or per document ("working": arrival time and body).
+_RECEIVER = """
+import http.server, json, socket, sys, time
+mode, record = sys.argv[1], open(sys.argv[2], "a", encoding="utf-8", buffering=1)
+if mode == "hung":
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(listener.getsockname()[1], flush=True)
+    held = []
+    while True:
+        held.append(listener.accept()[0])
+        record.write("held\\n")
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        record.write(json.dumps({"arrived": time.time(), "body": body}) + "\\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
 
-    def __init__(self) -> None:
-        self.arrivals: list[tuple[float, dict[str, Any]]] = []
-        arrivals = self.arrivals
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                arrivals.append((time.time(), body))
-                self.send_response(204)
-                self.end_headers()
+class _Receiver:
+    """A webhook receiver on 127.0.0.1 in a child process; ``close`` ends it (and with it
+    every connection it holds)."""
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+    def __init__(self, mode: str, record: pathlib.Path) -> None:
+        self.record = record
+        record.write_text("", encoding="utf-8")
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _RECEIVER, mode, str(record)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        port = int(self._process.stdout.readline())
+        self.url = f"http://127.0.0.1:{port}/hooks/bench"
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/bench"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+    def lines(self) -> list[str]:
+        return self.record.read_text(encoding="utf-8").splitlines()
+
+    def documents(self) -> list[tuple[float, dict[str, Any]]]:
+        """(arrival time, document) for every document a working receiver got."""
+        found = [json.loads(line) for line in self.lines()]
+        return [(float(item["arrived"]), item["body"]) for item in found]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class _Hung:
-    """Accepts every connection and never answers; ``close`` drops them all."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hooks/bench"
-        self.held: list[socket.socket] = []
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.held.append(connection)
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join(5)
-        for connection in self.held:
-            connection.close()
-        self._listener.close()
+        self._process.terminate()
+        self._process.wait(10)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
 
 
 def _closed_port_url() -> str:
@@ -273,7 +281,7 @@ def _measure(
     ctx: measuring.Context,
     config: settings.Settings,
     plugins: list[services.ServicePlugin],
-    working: _Counting,
+    working: _Receiver,
     *,
     rounds: int,
 ) -> _Blocks:
@@ -287,7 +295,7 @@ def _measure(
         ctx.say(f"round {number + 1}/{rounds}: {CYCLES} cycles per receiver")
         # Each round in another order, so no receiver always follows the same one.
         for key in keys[number % len(keys) :] + keys[: number % len(keys)]:
-            hung = _Hung() if key == "hung" else None
+            hung = _Receiver("hung", ctx.work / "hung.log") if key == "hung" else None
             urls = {
                 "none": [],
                 "again": [],
@@ -304,10 +312,14 @@ def _measure(
                 seconds = _time_cycles(daemon, CYCLES)
                 if key == "working":
                     daemon.notifier.drain(20)
+                if hung is not None:  # its first delivery is surely waiting on it
+                    deadline = time.monotonic() + 5
+                    while not hung.lines() and time.monotonic() < deadline:
+                        time.sleep(0.01)
             finally:
                 daemon.notifier.stop()
                 if hung is not None:
-                    blocks.hung_held += len(hung.held)
+                    blocks.hung_held += len(hung.lines())
                     hung.close()
             blocks.seconds[key].extend(seconds)
             blocks.medians[key].append(measuring.median(seconds))
@@ -326,17 +338,17 @@ def _spread(values: list[float]) -> str:
 def run(ctx: measuring.Context) -> measuring.GroupResult:
     result = measuring.GroupResult(NAME, TITLE)
     config, plugins = _clone(ctx)
-    rounds = ctx.times(9)
-    working = _Counting()
+    rounds = ctx.times(15)
+    working = _Receiver("working", ctx.work / "working.log")
     seen: list[str] = []
     try:
         with _daemon_log(ctx.work / "daemon.log"):
             with _cycle_then_rolled_back(work=True, outcomes_seen=seen):
                 whole = _measure(ctx, config, plugins, working, rounds=rounds)
-            whole_arrivals = list(working.arrivals)
-            working.arrivals.clear()
+            whole_arrivals = working.documents()
             with _cycle_then_rolled_back(work=False, outcomes_seen=seen):
                 bare = _measure(ctx, config, plugins, working, rounds=rounds)
+        bare_arrivals = working.documents()[len(whole_arrivals) :]
     finally:
         working.close()
     queued = rounds * CYCLES
@@ -355,7 +367,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         bare_path_block_medians=bare.medians,
         bare_path_round_ratios={key: bare.ratios(key) for key in VARIANTS},
         working_received=len(whole_arrivals),
-        working_received_bare=len(working.arrivals),
+        working_received_bare=len(bare_arrivals),
         working_queued=queued,
         working_latency_seconds=latencies,
         hung_connections_held=whole.hung_held + bare.hung_held,
@@ -391,10 +403,10 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         measuring.Row(
             "working receiver: documents received",
             f"{len(whole_arrivals)} of {queued} cycles ({len(revisions)} revisions), "
-            f"{len(working.arrivals)} of {queued} without cycle work; cycle end → received "
+            f"{len(bare_arrivals)} of {queued} without cycle work; cycle end → received "
             + (_spread(latencies) if latencies else "n/a"),
             "all",
-            len(whole_arrivals) == len(revisions) == queued and len(working.arrivals) == queued,
+            len(whole_arrivals) == len(revisions) == queued and len(bare_arrivals) == queued,
         )
     )
     result.notes.append(
