@@ -35,6 +35,7 @@ from bench import (
     load,
     measuring,
     noop,
+    notify,
     planning,
     report,
 )
@@ -44,6 +45,7 @@ GROUPS: tuple[ModuleType, ...] = (
     burst,
     idle,
     noop,
+    notify,
     backend_cpu,
     images,
     inner_loop,

@@ -4,8 +4,8 @@ The server is the daemon's own (:class:`serving.StatusServer`) serving documents
 :func:`reporting.status_document` builds from real :class:`outcomes.CycleResult` values
 and a real state file: 198 cycles of history, then a converged cycle, then a rolled-back
 one with a diagnosis — the page must follow without a reload. A screenshot of each
-state is kept under ``.lumina/`` (git-ignored; CI keeps it as an artifact). Every
-request the page makes must stay on 127.0.0.1.
+state is kept under ``.lumina/`` (git-ignored; CI keeps it as an artifact; the README
+shows a copy from ``docs/images/``). Every request the page makes must stay on 127.0.0.1.
 
 Needs Debian's ``chromium`` (``tools/system-packages.sh`` installs it; or set
 ``CHROMIUM_PATH``), driven by the ``playwright`` package without a browser download.
