@@ -24,10 +24,11 @@ from bench import measuring
 from reconciler import discovery, settings
 from reconciler.cli import wiring
 from reconciler.cluster import kube, providers
-from reconciler.cycle import reconciling, state, toolboxes
+from reconciler.cycle import observing, reconciling, state, toolboxes
+from reconciler.cycle import outcomes as cycle_outcomes
 from reconciler.daemon import metrics
-from reconciler.inputs import snapshots, worktree_reading
-from reconciler.releasing import targets
+from reconciler.inputs import worktree_reading
+from reconciler.releasing import helm
 
 NAME = "noop"
 TITLE = "No-op (docs-only commit, commit mode)"
@@ -65,7 +66,7 @@ def _helm_shim(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return shim, log
 
 
-def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> toolboxes.Toolbox:
+def _box(config: settings.Settings, work: pathlib.Path, shim: pathlib.Path) -> toolboxes.Toolbox:
     kubeconfig = work / "kubeconfig-closed"
     kubeconfig.write_text(_UNREACHABLE_KUBECONFIG, encoding="utf-8")
     plugins = discovery.discover_services(config.repo).plugins
@@ -77,7 +78,7 @@ def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> t
         cluster=providers.ClusterInfo(kubeconfig, "closed", "127.0.0.1"),
         kube=kube.Kube(kubeconfig, "closed"),
         releaser=helm.Releaser(
-            helm=str(helm),
+            helm=str(shim),
             kubeconfig=kubeconfig,
             kube_context="closed",
             namespace=config.namespace,
@@ -91,18 +92,21 @@ def _box(config: settings.Settings, work: pathlib.Path, helm: pathlib.Path) -> t
 
 
 def _seed_state(box: toolboxes.Toolbox) -> None:
-    """The state the daemon leaves after deploying HEAD: every service's digest and tag."""
-    source = snapshots.source_for(box.config, cache=box.hash_cache)
-    snapshot = snapshots.take(box.config, box.plugins, source)
+    """The state the daemon leaves after deploying HEAD: every service's digest and tag,
+    the release inputs and the secrets' fingerprints, so the cycle needs no release read."""
+    wanted = observing.desired(observing.Sources.of(box))
     saved = state.State(
         services={
             inputs.name: state.DeployedImage(
-                digest=inputs.digest, tag=inputs.tag, image=box.image(inputs.name)
+                digest=inputs.digest,
+                tag=inputs.tag,
+                image=wanted.images[inputs.name].removesuffix(f":{inputs.tag}"),
             )
-            for inputs in snapshot.services
+            for inputs in wanted.snapshot.services
         },
-        chart_digest=snapshot.chart_digest,
-        release_inputs=targets.release_inputs(snapshot.chart_digest, box.config),
+        chart_digest=wanted.snapshot.chart_digest,
+        release_inputs=wanted.release_inputs,
+        secret_fingerprints=dict(wanted.secret_fingerprints),
         revision=1,
     )
     state.save(box.state_dir, saved)
@@ -152,7 +156,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
     builds = box.counters["docker_builds"]
     upgrades = box.counters["helm_upgrades"]
     reads = box.counters["helm_reads"]
-    all_noop = all(outcome == cycles.Outcome.NOTHING_TO_DO.value for outcome in outcomes)
+    all_noop = all(outcome == cycle_outcomes.Outcome.NOTHING_TO_DO.value for outcome in outcomes)
     result.raw.update(
         cycle_seconds=cycles,
         outcomes=outcomes,
