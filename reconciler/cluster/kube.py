@@ -151,10 +151,21 @@ class Kube:
         result: Object = applied.to_dict()
         return result
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        grace_period_seconds: int | None = None,
+    ) -> None:
         """Delete one object; one already gone is not an error."""
+        options = (
+            {} if grace_period_seconds is None else {"grace_period_seconds": grace_period_seconds}
+        )
         try:
-            self._resource(api_version, kind).delete(name=name, namespace=namespace)
+            self._resource(api_version, kind).delete(name=name, namespace=namespace, **options)
         except k8s_exceptions.ApiException as exc:
             if exc.status != 404:
                 raise _translate(exc, f"deleting {kind} {name}") from exc

@@ -124,7 +124,7 @@ def test_a_backend_that_cannot_start_is_refused_and_the_app_never_stops(
     assert poller.ok >= 10, f"only {poller.ok} reads during the cycle"
     assert helm_revision(helm_env) == revision, "nothing was upgraded"
     assert pod_uids(cluster, "backend") == serving, "the serving pod was never replaced"
-    assert _trial_pods(cluster) == [], "the trial pod was taken away"
+    wait_for(lambda: _trial_pods(cluster) == [], 30, "the trial pod to be gone")
     # The same inputs are not tried again in a loop.
     again, output = _once(workspace)
     assert again == 1 and _says(output, "skipped-known-failure"), output
