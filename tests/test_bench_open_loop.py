@@ -11,7 +11,11 @@ import subprocess
 import sys
 from typing import Any
 
-from bench import http_load, open_loop
+import pytest
+import rich.console
+
+from bench import http_load, measuring, open_loop
+from reconciler import settings
 
 
 def _objects() -> list[dict[str, Any]]:
@@ -128,3 +132,67 @@ def test_open_loop_against_a_real_server_with_chunked_answers() -> None:
     # 10 users x 5 requests/s for 2 s: about 100 arrivals (Poisson), all answered
     assert 50 < figures["answered"] < 160
     assert figures["answered"] == figures["arrived"]
+
+
+class _Cluster:
+    """Records what the bench asks of the cluster; the pod "runs" by replaying a log.
+
+    Only for the order of operations: the pod itself runs in tests/e2e's cluster.
+    """
+
+    def __init__(self, log: str, phase: str = "Succeeded") -> None:
+        self.log, self.phase = log, phase
+        self.calls: list[tuple[str, str]] = []
+
+    def list(self, version: str, kind: str, namespace: str, **options: str) -> list[Any]:
+        if kind == "Pod" and "name=backend" in options.get("label_selector", ""):
+            ready = [{"type": "Ready", "status": "True"}]
+            return [
+                {
+                    "metadata": {},
+                    "status": {"conditions": ready},
+                    "spec": {"containers": [{"image": "lumina/backend:abc"}]},
+                }
+            ]
+        return []
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", f"{body['kind']} {body['metadata']['name']}"))
+        return body
+
+    def get(self, version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return {"status": {"phase": self.phase}}
+
+    def pod_log(self, namespace: str, pod: str, container: str, **options: Any) -> str:
+        return self.log
+
+    def delete(self, version: str, kind: str, namespace: str, name: str) -> None:
+        self.calls.append(("delete", f"{kind} {name}"))
+
+
+def _in_cluster(cluster: _Cluster) -> list[dict[str, Any]]:
+    ctx = measuring.Context(
+        repo=pathlib.Path("."),
+        work=pathlib.Path("."),
+        console=rich.console.Console(quiet=True),
+        load_seconds=1.0,
+    )
+    config = settings.Settings(namespace="lumina", release="lumina")  # type: ignore[call-arg]
+    return open_loop.in_cluster(ctx, cluster, config, 1)  # type: ignore[arg-type]
+
+
+def test_in_cluster_creates_then_deletes_everything_and_reads_the_runs() -> None:
+    run = {"users": 50, "repetition": 0, "p95": 0.01, "errors": 0}
+    cluster = _Cluster(f"{http_load.RESULT_MARK}{json.dumps(run)}\n")
+    assert _in_cluster(cluster) == [run]
+    applied = [what for verb, what in cluster.calls if verb == "apply"]
+    deleted = [what for verb, what in cluster.calls if verb == "delete"]
+    assert [what.split()[0] for what in applied] == ["NetworkPolicy", "NetworkPolicy", "Pod"]
+    assert deleted == list(reversed(applied))
+
+
+def test_in_cluster_a_failed_pod_is_deleted_and_reported() -> None:
+    cluster = _Cluster("Traceback: boom\n", phase="Failed")
+    with pytest.raises(RuntimeError, match=r"ended Failed with 0 runs: Traceback: boom"):
+        _in_cluster(cluster)
+    assert sum(verb == "delete" for verb, _ in cluster.calls) == 3
