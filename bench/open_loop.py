@@ -37,6 +37,8 @@ TARGETS = {("backend", 50): 0.020, ("frontend", 50): 0.040, ("backend", 200): 0.
 LABEL = "lumina-bench-load"
 #: time the pod may take to sign its accounts up (argon2 on the backend's half core)
 SIGN_UP_SECONDS = 300
+#: a pod not started by then (no image on the node, unschedulable) is given up
+PENDING_SECONDS = 120
 BACKEND_PORT = 8000
 
 
@@ -189,15 +191,25 @@ def in_cluster(
 
 
 def _wait(connection: kube.Kube, namespace: str, name: str, seconds: float) -> str:
-    """The pod's final phase, or the last one seen when ``seconds`` ran out."""
-    phase, until = "Pending", time.monotonic() + seconds
-    while time.monotonic() < until:
-        pod = connection.get("v1", "Pod", namespace, name)
-        phase = str((pod or {}).get("status", {}).get("phase") or "Pending")
+    """The pod's final phase; or, when it never started within ``PENDING_SECONDS`` or
+    ``seconds`` ran out, the last phase seen with what its container waits for."""
+    phase, began = "Pending", time.monotonic()
+    status: dict[str, Any] = {}
+    while time.monotonic() < began + seconds:
+        pod = connection.get("v1", "Pod", namespace, name) or {}
+        status = pod.get("status") or {}
+        phase = str(status.get("phase") or "Pending")
         if phase in ("Succeeded", "Failed"):
+            return phase
+        if phase == "Pending" and time.monotonic() > began + PENDING_SECONDS:
             break
         time.sleep(2)
-    return phase
+    waiting = [
+        str(container["state"]["waiting"].get("reason"))
+        for container in status.get("containerStatuses") or []
+        if (container.get("state") or {}).get("waiting")
+    ]
+    return f"{phase} (waiting: {', '.join(waiting)})" if waiting else phase
 
 
 def through_frontend(

@@ -161,7 +161,9 @@ class _Cluster:
         return body
 
     def get(self, version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return {"status": {"phase": self.phase}}
+        waiting = {"state": {"waiting": {"reason": "ErrImageNeverPull"}}}
+        statuses = [waiting] if self.phase == "Pending" else []
+        return {"status": {"phase": self.phase, "containerStatuses": statuses}}
 
     def pod_log(self, namespace: str, pod: str, container: str, **options: Any) -> str:
         return self.log
@@ -194,5 +196,15 @@ def test_in_cluster_creates_then_deletes_everything_and_reads_the_runs() -> None
 def test_in_cluster_a_failed_pod_is_deleted_and_reported() -> None:
     cluster = _Cluster("Traceback: boom\n", phase="Failed")
     with pytest.raises(RuntimeError, match=r"ended Failed with 0 runs: Traceback: boom"):
+        _in_cluster(cluster)
+    assert sum(verb == "delete" for verb, _ in cluster.calls) == 3
+
+
+def test_in_cluster_a_pod_that_never_starts_is_given_up_naming_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(open_loop, "PENDING_SECONDS", 0)
+    cluster = _Cluster("", phase="Pending")
+    with pytest.raises(RuntimeError, match=r"ended Pending \(waiting: ErrImageNeverPull\)"):
         _in_cluster(cluster)
     assert sum(verb == "delete" for verb, _ in cluster.calls) == 3
