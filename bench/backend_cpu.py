@@ -8,8 +8,13 @@ process pinned to core 1. The two versions alternate, each started afresh per ru
 its own SQLite file (accounts registered on its first start). Per run: one warm-up
 loop per user (not counted), then 50 users x ``LOOPS`` loops of create, list, get,
 patch, delete back to back (closed loop), then 50 users x 1 request/s with Poisson
-arrivals (open loop). Server CPU = user + system time of the server's process tree
+arrivals for ``OPEN_SECONDS`` (open loop, :func:`bench.http_load.open_loop`: latency
+from each request's arrival). Server CPU = user + system time of the server's process tree
 over the closed-loop window, divided by the requests answered.
+
+Side by side with the image's own server, the current code also runs under the other
+server of :data:`SERVERS` (uvicorn or granian, in a venv of the requirements plus that
+server's pins), so one run gives the ratio between the two on the same code and core.
 
 The open-loop p95 here has a whole core; the issue's target (< 20 ms) is for the pod's
 half core inside the cluster, which this group does not measure.
@@ -50,10 +55,47 @@ BASELINE = os.environ.get(
 )
 USERS = 50
 LOOPS = 8  # closed loop: 50 x 8 x 5 = 2,000 requests per run
-OPEN_LOOPS = 2  # open loop: 50 users x 10 requests at 1 request/s each, ~10 s
+OPEN_SECONDS = 10.0  # open loop: 50 users x 1 request/s each, ~500 requests
 SERVER_CORE, LOAD_CORE = 0, 1
 TARGET_CPU_MS = 1.8
 VENVS = measuring.ROOT / ".lumina" / "bench" / "venvs"
+#: per server: its command (as the Dockerfile would give it, ``{port}`` to fill in) and
+#: the pins that install it beside the backend's own requirements
+SERVERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "uvicorn": (
+        (
+            "/opt/venv/bin/uvicorn",
+            "app.main:app",
+            "--host",
+            "0.0.0.0",  # noqa: S104  # replaced by 127.0.0.1, never bound
+            "--port",
+            "8000",
+            "--http",
+            "httptools",
+            "--timeout-graceful-shutdown",
+            "20",
+        ),
+        ("uvicorn==0.54.0", "httptools==0.9.0"),
+    ),
+    "granian": (
+        (
+            "/opt/venv/bin/granian",
+            "app.main:app",
+            "--interface",
+            "asgi",
+            "--loop",
+            "asyncio",
+            "--host",
+            "0.0.0.0",  # noqa: S104  # replaced by 127.0.0.1, never bound
+            "--port",
+            "8000",
+            "--access-log",
+            "--workers-kill-timeout",
+            "20",
+        ),
+        ("granian==2.8.9",),
+    ),
+}
 
 
 @dataclasses.dataclass
@@ -86,24 +128,35 @@ def _baseline_tree(work: pathlib.Path) -> pathlib.Path:
     return work / "baseline" / "services" / "backend"
 
 
-def _venv(tree: pathlib.Path, ctx: measuring.Context) -> pathlib.Path:
-    """A venv with exactly ``tree``'s pinned requirements, kept by their digest."""
-    requirements = (tree / "requirements.txt").read_bytes()
+def _venv(tree: pathlib.Path, ctx: measuring.Context, extra: tuple[str, ...] = ()) -> pathlib.Path:
+    """A venv with exactly ``tree``'s pinned requirements (plus ``extra`` pins), kept by
+    their digest."""
+    requirements = (tree / "requirements.txt").read_bytes() + "\n".join(extra).encode()
     path = VENVS / f"backend-{hashlib.sha256(requirements).hexdigest()[:12]}"
     if not (path / "ready").exists():
-        ctx.say(f"backend_cpu: installing {tree.name}'s requirements into {path}")
+        ctx.say(f"backend_cpu: installing {tree.name}'s requirements {' '.join(extra)} into {path}")
         shutil.rmtree(path, ignore_errors=True)
         measuring.run([sys.executable, "-m", "venv", str(path)])
         pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
-        measuring.run([*pip, "-r", str(tree / "requirements.txt")], timeout=900)
+        measuring.run([*pip, "-r", str(tree / "requirements.txt"), *extra], timeout=900)
         (path / "ready").write_text("ok\n")
     return path
 
 
-def _served_by(tree: pathlib.Path, venv: pathlib.Path) -> list[str]:
-    """The Dockerfile's CMD, with this venv, on 127.0.0.1 and a ``{port}`` to fill in."""
+def _image_command(tree: pathlib.Path) -> list[str]:
+    """The Dockerfile's CMD."""
     lines = (tree / "Dockerfile").read_text().splitlines()
-    cmd = json.loads(next(line for line in reversed(lines) if line.startswith("CMD "))[4:])
+    return list(json.loads(next(line for line in reversed(lines) if line.startswith("CMD "))[4:]))
+
+
+def _server_of(command: list[str]) -> str:
+    """Which of :data:`SERVERS` a command starts ("" for another one)."""
+    program = pathlib.PurePosixPath(command[0]).name
+    return program if program in SERVERS else ""
+
+
+def _served_by(cmd: list[str] | tuple[str, ...], venv: pathlib.Path) -> list[str]:
+    """``cmd`` with this venv, on 127.0.0.1 and a ``{port}`` to fill in."""
     swapped = {"0.0.0.0": "127.0.0.1", "8000": "{port}"}  # noqa: S104  # replaced, not bound
     return [
         str(venv / "bin" / part.removeprefix("/opt/venv/bin/"))
@@ -200,7 +253,8 @@ def _one_run(version: Version, secret: str) -> dict[str, Any]:
         wall = time.perf_counter() - started
         cpu = _tree_cpu(server) - cpu_before
         client_cpu = time.process_time() - client_before
-        opened = asyncio.run(http_load.drive(port, version.tokens, OPEN_LOOPS, think=1.0))
+        auths = [f"authorization: Bearer {token}" for token in version.tokens]
+        opened = asyncio.run(http_load.open_loop(port, auths, OPEN_SECONDS)).figures()
     answered = len(closed.latencies)
     return {
         "requests": answered,
@@ -209,23 +263,36 @@ def _one_run(version: Version, secret: str) -> dict[str, Any]:
         "throughput": answered / wall,
         "closed_p95": _p95(closed.latencies),
         "closed_errors": closed.errors,
-        "open_requests": len(opened.latencies),
-        "open_p95": _p95(opened.latencies),
-        "open_errors": opened.errors,
+        "open_requests": opened["answered"],
+        "open_rate": opened["achieved_rate"],
+        "open_p50": opened["p50"],
+        "open_p95": opened["p95"],
+        "open_p99": opened["p99"],
+        "open_errors": opened["error_kinds"],
     }
 
 
 def _versions(ctx: measuring.Context) -> list[Version]:
+    """Baseline and current as their Dockerfiles serve them, then the current code under
+    every other server of :data:`SERVERS` (labelled ``current on <server>``)."""
     found = []
-    sources = [("current", measuring.ROOT / "services" / "backend")]
+    tree = measuring.ROOT / "services" / "backend"
+    sources: list[tuple[str, pathlib.Path, list[str], tuple[str, ...]]] = [
+        ("current", tree, _image_command(tree), ())
+    ]
     try:
-        sources.insert(0, ("baseline", _baseline_tree(ctx.work)))
+        old = _baseline_tree(ctx.work)
+        sources.insert(0, ("baseline", old, _image_command(old), ()))
     except RuntimeError as exc:
         ctx.say(f"backend_cpu: no baseline ({str(exc).splitlines()[0]}); current only")
-    for label, tree in sources:
-        data = ctx.work / f"{label}-data"
+    own = _server_of(_image_command(tree))
+    for server, (argv, pins) in SERVERS.items():
+        if server != own:
+            sources.append((f"current on {server}", tree, list(argv), pins))
+    for label, source, command, extra in sources:
+        data = ctx.work / f"{label.replace(' ', '-')}-data"
         data.mkdir()
-        found.append(Version(label, tree, _served_by(tree, _venv(tree, ctx)), data))
+        found.append(Version(label, source, _served_by(command, _venv(source, ctx, extra)), data))
     return found
 
 
@@ -254,7 +321,15 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                 runs[version.label].append(_one_run(version, secret))
     finally:
         os.sched_setaffinity(0, affinity)
-    result.raw = {"baseline": BASELINE, "users": USERS, "loops": LOOPS, "runs": runs}
+    servers = {version.label: _server_of(version.command) for version in versions}
+    own = servers["current"] or "the image's server"
+    result.raw = {
+        "baseline": BASELINE,
+        "users": USERS,
+        "loops": LOOPS,
+        "server": own,
+        "runs": runs,
+    }
     current = runs["current"]
     cpu = [run["server_cpu_ms_per_request"] for run in current]
     figure = (
@@ -274,14 +349,32 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         )
     )
     for label, these in runs.items():
+        if not label.startswith("current on "):
+            continue
+        other = label.removeprefix("current on ")
+        mine = _median(current, "server_cpu_ms_per_request")
+        theirs = _median(these, "server_cpu_ms_per_request")
         result.rows.append(
             measuring.Row(
-                f"{label}: one whole core, 50 users",
+                f"same code: {own} (the image's) vs {other}",
+                f"{mine:.2f} vs {theirs:.2f} ms per request: {own} uses "
+                f"{theirs / mine:.2f}x less CPU; closed loop "
+                f"{_median(current, 'throughput'):.0f} vs {_median(these, 'throughput'):.0f} "
+                "req/s",
+            )
+        )
+    for label, these in runs.items():
+        result.rows.append(
+            measuring.Row(
+                f"{label} ({servers[label] or 'its server'}): one whole core, 50 users",
                 f"closed loop {_median(these, 'throughput'):.0f} req/s, "
                 f"p95 {_median(these, 'closed_p95') * 1000:.1f} ms, "
-                f"{_errors(these, 'closed_errors')} errors; open loop (1 req/s each) "
-                f"p95 {_median(these, 'open_p95') * 1000:.1f} ms, "
-                f"{_errors(these, 'open_errors')} errors; load generator "
+                f"{_errors(these, 'closed_errors')} errors; open loop (1 req/s each, "
+                f"{_median(these, 'open_rate'):.0f} req/s) p50/p95/p99 "
+                + "/".join(
+                    f"{_median(these, k) * 1000:.1f}" for k in ("open_p50", "open_p95", "open_p99")
+                )
+                + f" ms, {_errors(these, 'open_errors')} errors; load generator "
                 f"{_median(these, 'client_cpu_ms_per_request'):.2f} ms CPU per request",
             )
         )

@@ -8,6 +8,11 @@ addresses and passwords each run; nothing is written down). Each user loops: cre
 list, get, patch, delete one todo, for ``--load-seconds`` per level (default 20) and at
 most 100 loops. Figures: p50/p95/p99 of single requests, requests per second, errors
 (any transport error or unexpected status).
+
+That closed loop with no think time shows saturation; then the open loop of
+:mod:`bench.open_loop` (50 and 200 users x 1 request/s, Poisson arrivals) gives the
+latency a user sees: to the backend's Service from a pod inside the cluster (no
+port-forward in the path) and through the frontend's NodePort.
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ import socket
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
-from bench import measuring, stack
-from reconciler import settings
-from reconciler.cluster import kube
+from bench import measuring, open_loop, stack
+from reconciler import errors, settings
+from reconciler.cluster import kube, providers
 
 #: deploys to or depends on the shared cluster (see run.py --cluster-lock)
 USES_CLUSTER = True
@@ -248,6 +253,53 @@ def _ms(value: float) -> str:
     return f"{value * 1000:.1f}"
 
 
+def _open_loops(
+    ctx: measuring.Context,
+    result: measuring.GroupResult,
+    *,
+    config: settings.Settings,
+    provider: providers.ClusterProvider,
+    connection: kube.Kube,
+    sessions: list[dict[str, Any]],
+) -> None:
+    """The open-loop rows (see :mod:`bench.open_loop`), judged as the closed loop's are."""
+    paths: list[tuple[str, str, Callable[[], list[dict[str, Any]]]]] = [
+        (
+            "backend",
+            "backend Service (in-cluster pod)",
+            lambda: open_loop.in_cluster(ctx, connection, config, ctx.times(3)),
+        ),
+        (
+            "frontend",
+            "frontend (NodePort)",
+            lambda: open_loop.through_frontend(ctx, sessions, ctx.times(3)),
+        ),
+    ]
+    for path, where, measure in paths:
+        before = _pods(connection, config.namespace), provider.status()
+        try:
+            runs = measure()
+        except (RuntimeError, OSError, errors.LuminaError) as exc:
+            # One path's failure (a refused pod, say) must not hide the other's figures.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            result.rows.append(
+                measuring.Row(f"open loop, {where}", f"not run: {type(exc).__name__}: {first}")
+            )
+            continue
+        what, blamed = _disturbance(before[0], _pods(connection, config.namespace))
+        restarted = provider.status() != before[1]
+        result.raw[f"open loop {path}"] = {"runs": runs, "pods": what}
+        for row in open_loop.rows(path, where, runs):
+            if restarted or (what and not blamed):
+                why = "the cluster restarted" if restarted else what
+                text, met = f"{row.figure}; DISTURBED ({why}): not judged", None
+            elif blamed:
+                text, met = f"{row.figure}; {what}", False
+            else:
+                text, met = row.figure, row.met
+            result.rows.append(measuring.Row(row.measurement, text, row.target, met))
+
+
 def run(ctx: measuring.Context) -> measuring.GroupResult:
     config = settings.load_settings(ctx.repo)
     provider, info = stack.cluster(config)
@@ -297,7 +349,11 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                     text += f"; {what}"
                     met = False
                 result.rows.append(measuring.Row(f"{target}, {level} users", text, aim, met))
+    _open_loops(
+        ctx, result, config=config, provider=provider, connection=connection, sessions=sessions
+    )
     result.notes.append(
-        "the port-forward path goes through kubectl's tunnel, which adds its own latency"
+        "the port-forward path goes through kubectl's tunnel, which adds its own latency; "
+        "the open loop's backend figures come from a pod in the cluster, without it"
     )
     return result
