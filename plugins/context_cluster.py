@@ -17,6 +17,8 @@ import os
 import pathlib
 from typing import Any
 
+import yaml
+
 from reconciler import plugin_api
 
 
@@ -52,8 +54,10 @@ class ContextProvider:
     def __init__(self) -> None:
         self.context = os.environ.get("LUMINA_KUBE_CONTEXT") or None
         self.namespace = os.environ.get("LUMINA_NAMESPACE", "lumina")
-        self.kubeconfig = pathlib.Path(
-            os.environ.get("KUBECONFIG", pathlib.Path.home() / ".kube" / "config")
+        # KUBECONFIG may list several files, as kubectl allows: the first one is read.
+        listed = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
+        self.kubeconfig = (
+            pathlib.Path(listed) if listed else pathlib.Path.home() / ".kube" / "config"
         )
 
     def configure(self, config: plugin_api.Settings) -> None:
@@ -64,7 +68,18 @@ class ContextProvider:
     def available(self) -> bool:
         return self.kubeconfig.exists()
 
+    def _current_context(self) -> str | None:
+        """The kubeconfig's ``current-context``: what kubectl would use, named, so Helm
+        and every client of this run act on the same one."""
+        try:
+            document = yaml.safe_load(self.kubeconfig.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return None  # the connection below reports the file's problem
+        current = document.get("current-context") if isinstance(document, dict) else None
+        return str(current) if current else None
+
     def ensure_up(self) -> plugin_api.ClusterInfo:
+        self.context = self.context or self._current_context()
         connection = plugin_api.KubeConnection(self.kubeconfig, self.context)
         try:
             version = connection.version()

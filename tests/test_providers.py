@@ -10,6 +10,7 @@ docker-env of the minikube engine, ``kind load``, kind's ``--config`` with
 
 from __future__ import annotations
 
+import os
 import pathlib
 import textwrap
 
@@ -240,3 +241,19 @@ def test_the_url_is_remembered_for_status(tmp_path: pathlib.Path) -> None:
     assert line == "app: no URL from the context provider: use a port-forward"
     (tmp_path / "state" / app_urls.FILE).write_text("{broken")
     assert app_urls.recorded(tmp_path / "state") is None
+
+
+def test_without_a_named_context_the_kubeconfigs_current_one_is_named(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What kubectl would use is what Helm and the API clients are told, by name: an
+    empty context must never reach them (it names no context at all)."""
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: team\n")
+    monkeypatch.delenv("LUMINA_KUBE_CONTEXT", raising=False)
+    monkeypatch.setenv("KUBECONFIG", f"{kubeconfig}{os.pathsep}/elsewhere/config")
+    provider = context_cluster.ContextProvider()
+    assert provider.kubeconfig == kubeconfig
+    assert provider._current_context() == "team"
+    kubeconfig.write_text("not: [a kubeconfig")
+    assert provider._current_context() is None

@@ -79,6 +79,7 @@ class Kube:
     """A connection to one cluster."""
 
     def __init__(self, kubeconfig: pathlib.Path | None, context: str | None) -> None:
+        context = context or None  # "" is no context named: the kubeconfig's current one
         try:
             self._api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(kubeconfig) if kubeconfig else None, context=context

@@ -164,6 +164,8 @@ def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
     )
     env = {
         "PATH": path,
+        # This Python was built shared, linked to where it was first installed.
+        "LD_LIBRARY_PATH": str(tools / "python" / "lib"),
         "LUMINA_CLUSTER": "context",
         "LUMINA_REGISTRY": f"{registry.address}/lumina",
         "KUBECONFIG": str(kubeconfig),
