@@ -52,6 +52,21 @@ def _owner(
     return plugin, plugin.database
 
 
+def _connect(
+    repo: pathlib.Path | None, service: str | None
+) -> tuple[settings.Settings, services.ServicePlugin, services.DatabaseCommands, Any]:
+    """The settings, the database's owner and its commands, and a connection to its cluster."""
+    from reconciler.cli import wiring  # noqa: PLC0415 — slow imports, used here only
+    from reconciler.cluster import kube  # noqa: PLC0415 — slow imports, used here only
+
+    config = settings.load_settings(repo)
+    found = discovery.discover_services(config.repo)
+    plugin, commands = _owner(found.plugins, service)
+    cluster = wiring.choose_provider(config).ensure_up()
+    connection = kube.Kube(cluster.kubeconfig, config.kube_context or cluster.context)
+    return config, plugin, commands, connection
+
+
 def _run(
     repo: pathlib.Path | None,
     service: str | None,
@@ -59,14 +74,9 @@ def _run(
     *extra: str,
 ) -> Any:
     """Run one of the owner's declared commands in its pod; the JSON it printed."""
-    from reconciler.cli import wiring  # noqa: PLC0415 — slow imports, used here only
-    from reconciler.cluster import kube, pod_commands  # noqa: PLC0415 — slow imports, used here only
+    from reconciler.cluster import pod_commands  # noqa: PLC0415 — slow imports, used here only
 
-    config = settings.load_settings(repo)
-    found = discovery.discover_services(config.repo)
-    plugin, commands = _owner(found.plugins, service)
-    cluster = wiring.choose_provider(config).ensure_up()
-    connection = kube.Kube(cluster.kubeconfig, config.kube_context or cluster.context)
+    config, plugin, commands, connection = _connect(repo, service)
     argv = [*command(commands), *extra]
     out = pod_commands.run_in_service(
         connection, config.namespace, plugin.values_key, argv, timeout=TIMEOUT_SECONDS
@@ -128,14 +138,9 @@ def pull(
     service: ServiceOption = None,
 ) -> None:
     """Copy a backup out of the pod to this machine, checked with integrity_check."""
-    from reconciler.cli import wiring  # noqa: PLC0415 — slow imports, used here only
-    from reconciler.cluster import backup_copies, kube  # noqa: PLC0415 — slow imports
+    from reconciler.cluster import backup_copies  # noqa: PLC0415 — slow imports, used here only
 
-    config = settings.load_settings(repo)
-    found = discovery.discover_services(config.repo)
-    plugin, _ = _owner(found.plugins, service)
-    cluster = wiring.choose_provider(config).ensure_up()
-    connection = kube.Kube(cluster.kubeconfig, config.kube_context or cluster.context)
+    config, plugin, _, connection = _connect(repo, service)
     directory = to or (
         config.repo_path(config.backup_copies_dir) if config.backup_copies_dir else pathlib.Path()
     )
