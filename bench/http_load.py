@@ -313,9 +313,31 @@ async def open_loop(
     return tally
 
 
+async def _reachable(host: str, port: int, seconds: float = 60.0) -> None:
+    """Until the server answers: a NetworkPolicy made just before this run (the in-cluster
+    generator's) reaches the node's firewall a few seconds after it is created."""
+    deadline = time.monotonic() + seconds
+    while True:
+        connection = Connection(port, host)
+        said = ""
+        try:
+            status, _ = await connection.request("GET", "/api/health")
+            if status == 200:
+                return
+            said = f"answered {status}"
+        except OSError as exc:
+            said = str(exc)
+        finally:
+            await connection.close()
+        if time.monotonic() > deadline:
+            raise LoadError(f"{host}:{port} not reachable after {seconds:.0f}s: {said}")
+        await asyncio.sleep(0.5)
+
+
 async def _accounts(host: str, port: int, count: int) -> list[str]:
     """``count`` fresh accounts (random addresses and passwords, never written down),
     eight sign-ups at a time: their bearer header lines."""
+    await _reachable(host, port)
     run_id = secrets.token_hex(4)
     limit = asyncio.Semaphore(8)
 
