@@ -185,6 +185,10 @@ def trial_pod(
     _with_env(prepare, {"LUMINA_TRIAL_BACKUP": backup})
     main["volumeMounts"] = [*mounts, scratch]
     _with_env(main, trial.env)
+    # Asked every second: the upgrade waits on this answer, and nobody else does.
+    for probe in ("startupProbe", "readinessProbe"):
+        if isinstance(main.get(probe), dict):
+            main[probe]["periodSeconds"] = 1
     # Only the service's container and its prepare step: sidecars are not on trial.
     spec["containers"] = [main]
     spec["initContainers"] = [*spec.get("initContainers", []), prepare]

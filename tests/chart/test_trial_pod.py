@@ -74,6 +74,7 @@ def test_the_app_runs_on_the_copy_with_the_new_config(defaults: Manifests) -> No
     env = {v["name"]: v.get("value") for v in app["env"]}
     assert env["DATABASE_URL"] == "sqlite:////trial/lumina.db"
     assert app["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+    assert app["readinessProbe"]["periodSeconds"] == 1  # the upgrade waits on its answer
     assert prepare["command"][-3:] == ["trial-copy", "--to", "/trial/lumina.db"]
     assert {v["name"]: v.get("value") for v in prepare["env"]}["LUMINA_TRIAL_BACKUP"] == BACKUP
     # The rendered (new) config, under a trial name: the release's own is still the old.

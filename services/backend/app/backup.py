@@ -33,10 +33,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from app.database import Database, sqlite_path
+from app.sqlite_urls import sqlite_file
 
-# Alembic (app.migrating) is imported by `restore` only: `create` runs before every
-# backend upgrade, and on the pod's half CPU that import is most of its time.
+# SQLAlchemy, pydantic and Alembic (app.database, app.migrating) are imported by
+# `restore` and `revert` only: `create` runs before every backend upgrade and
+# `trial-copy` in every trial start, and on the pod's half CPU those imports would be
+# most of their time.
 
 DEFAULT_KEEP = 5
 PRE_RESTORE = "pre-restore"
@@ -97,7 +99,7 @@ class Restored:
 
 def database_path(url: str | None = None) -> Path:
     """The live database file: ``url``, else ``DATABASE_URL`` as the app reads it."""
-    return sqlite_path(url or os.environ.get("DATABASE_URL") or "sqlite:////data/lumina.db")
+    return sqlite_file(url or os.environ.get("DATABASE_URL") or "sqlite:////data/lumina.db")
 
 
 def backup_dir(database: Path) -> Path:
@@ -289,6 +291,7 @@ def restore(database: Path, name: str | None = None) -> Restored:
             f"changed, or restore {previous.name} to be sure"
         ) from None
     from app import migrating
+    from app.database import Database
 
     live = Database(f"sqlite:///{database}")
     try:

@@ -316,3 +316,33 @@ def test_an_export_carries_the_backup_whole_with_its_checksum(tmp_path: Path) ->
     data = base64.b64decode(body)
     assert data == made.path.read_bytes()
     assert json.loads(header)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////data/lumina.db",
+        "sqlite:///relative/lumina.db",
+        "sqlite+pysqlite:////data/lumina.db",
+        "sqlite:////data/lumina.db?timeout=30",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "postgresql://user@host/db",
+        "not a url",
+    ],
+)
+def test_the_backup_command_reads_database_url_as_the_app_does(url: str) -> None:
+    """``app.backup`` parses DATABASE_URL without SQLAlchemy (it runs before every
+    upgrade, on half a CPU): it must find the same file, or refuse the same URLs."""
+    from app import sqlite_urls
+    from app.database import sqlite_path
+
+    try:
+        expected: Path | None = sqlite_path(url)
+    except Exception:
+        expected = None
+    try:
+        found: Path | None = sqlite_urls.sqlite_file(url)
+    except ValueError:
+        found = None
+    assert found == expected
