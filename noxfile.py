@@ -119,8 +119,10 @@ def frontend(session: nox.Session) -> None:
 
 @nox.session(python=PY, tags=["ci"])
 def chart(session: nox.Session) -> None:
-    """The umbrella chart: helm lint, Kubernetes schemas, policies, values schema."""
+    """The umbrella chart: helm lint, Kubernetes schemas, policies, values schema, and the
+    pods the reconciler builds from it (trial starts)."""
     session.install("-r", "tests/chart/requirements.txt")
+    session.install("-e", ".")  # tests/chart/test_trial_pod.py builds pods with reconciler code
     path = f"{_helm_directory(session)}{os.pathsep}{os.environ['PATH']}"
     # The install test needs the real cluster: it runs in the e2e session, after bootstrap.
     session.run(
