@@ -196,7 +196,7 @@ def _pods(cluster: kube.Kube, namespace: str, service: str) -> list[kube.Object]
     return cluster.list("v1", "Pod", namespace, label_selector=f"{NAME_LABEL}={service}")
 
 
-def _pod_events(cluster: kube.Kube, namespace: str, pod: str) -> list[kube.Object]:
+def pod_events(cluster: kube.Kube, namespace: str, pod: str) -> list[kube.Object]:
     return cluster.list(
         "v1",
         "Event",
@@ -233,7 +233,7 @@ def inspect(
         images = {container.get("image") for container in pod.get("spec", {}).get("containers", [])}
         if image is not None and image not in images:
             continue
-        events = _pod_events(cluster, namespace, str(pod["metadata"]["name"]))
+        events = pod_events(cluster, namespace, str(pod["metadata"]["name"]))
         found = classify(service, pod, events, claims, now)
         if found is not None:
             return _with_logs(cluster, namespace, found, pod)

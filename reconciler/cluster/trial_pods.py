@@ -211,6 +211,23 @@ def trial_pod(
     }
 
 
+def _failed(
+    service: str,
+    reason: rollout.FailureReason,
+    summary: str,
+    pod: str,
+    evidence: tuple[str, ...],
+    *,
+    seconds: float = 0.0,
+) -> TrialResult:
+    return TrialResult(
+        service,
+        TrialVerdict.FAILED,
+        seconds,
+        rollout.Diagnosis(service, reason, summary, pod, (), evidence),
+    )
+
+
 def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return (status.get("state") or {}).get("terminated")
 
@@ -249,33 +266,21 @@ def judge(
             if ended is None or (kind == "prepare step" and ended.get("exitCode") == 0):
                 continue
             reason = f"{ended.get('reason', '')}, " if ended.get("reason") else ""
-            return TrialResult(
+            return _failed(
                 service,
-                TrialVerdict.FAILED,
-                0.0,
-                rollout.Diagnosis(
-                    service,
-                    rollout.FailureReason.CRASH_LOOP,
-                    f"{kind} {container.get('name')} of the trial exited "
-                    f"({reason}exit code {ended.get('exitCode')})",
-                    name,
-                    (),
-                    evidence,
-                ),
+                rollout.FailureReason.CRASH_LOOP,
+                f"{kind} {container.get('name')} of the trial exited "
+                f"({reason}exit code {ended.get('exitCode')})",
+                name,
+                evidence,
             )
     if status.get("phase") == "Failed":
-        return TrialResult(
+        return _failed(
             service,
-            TrialVerdict.FAILED,
-            0.0,
-            rollout.Diagnosis(
-                service,
-                rollout.FailureReason.NOT_READY,
-                f"the trial pod failed: {status.get('reason', '')} {status.get('message', '')}",
-                name,
-                (),
-                evidence,
-            ),
+            rollout.FailureReason.NOT_READY,
+            f"the trial pod failed: {status.get('reason', '')} {status.get('message', '')}",
+            name,
+            evidence,
         )
     found = rollout.classify(service, dict(pod), events, {}, now)
     if found is not None and found.reason in (
@@ -311,21 +316,12 @@ def _with_logs(
     return dataclasses.replace(result, diagnosis=dataclasses.replace(result.diagnosis, logs=logs))
 
 
-def _events(cluster: kube.Kube, namespace: str, pod: str) -> list[kube.Object]:
-    return cluster.list(
-        "v1",
-        "Event",
-        namespace,
-        field_selector=f"involvedObject.name={pod},involvedObject.kind=Pod",
-    )
-
-
 def _look(cluster: kube.Kube, namespace: str, service: str, name: str) -> TrialResult | None:
     pod = cluster.get("v1", "Pod", namespace, name)
     if pod is None:
         return None
     now = datetime.datetime.now(datetime.UTC)
-    found = judge(service, pod, _events(cluster, namespace, name), now)
+    found = judge(service, pod, rollout.pod_events(cluster, namespace, name), now)
     if found is not None and found.verdict is TrialVerdict.FAILED:
         return _with_logs(cluster, namespace, found, pod)
     return found
@@ -334,19 +330,13 @@ def _look(cluster: kube.Kube, namespace: str, service: str, name: str) -> TrialR
 def _timed_out(
     cluster: kube.Kube, namespace: str, service: str, name: str, waited: float
 ) -> TrialResult:
-    events = _events(cluster, namespace, name)
-    return TrialResult(
+    return _failed(
         service,
-        TrialVerdict.FAILED,
-        waited,
-        rollout.Diagnosis(
-            service,
-            rollout.FailureReason.NOT_READY,
-            f"the trial did not become ready within {waited:.0f}s",
-            name,
-            (),
-            rollout.event_lines(events),
-        ),
+        rollout.FailureReason.NOT_READY,
+        f"the trial did not become ready within {waited:.0f}s",
+        name,
+        rollout.event_lines(rollout.pod_events(cluster, namespace, name)),
+        seconds=waited,
     )
 
 
