@@ -361,9 +361,10 @@ def e2e(session: nox.Session) -> None:
         "tests/cluster",
         "tests/chart/test_install.py",
         "tests/e2e",
+        "--durations=15",
         *session.posargs,
     )
-    session.run("pytest", "tests/faults", "tests/security", *session.posargs)
+    session.run("pytest", "tests/faults", "tests/security", "--durations=15", *session.posargs)
 
 
 @nox.session(python=PY, default=False)
