@@ -133,3 +133,57 @@ def test_downgrade_to_0001_and_back_keeps_todos(tmp_path: Path) -> None:
     assert [item["title"] for item in page["items"]] == ["survivor"]
     # Priority did not exist in 0001, so the round trip resets it to the default.
     assert page["items"][0]["priority"] == "medium"
+
+
+def test_heads_read_from_the_scripts_are_alembics(tmp_path: Path) -> None:
+    """The start-up shortcut reads heads without Alembic; it must agree with Alembic,
+    also for a new script on top, and give way to Alembic for a form it cannot read."""
+    from alembic.script import ScriptDirectory
+
+    def alembics() -> frozenset[str]:
+        config = migrating.alembic_config()
+        return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+    assert migrating.script_heads() == alembics() == {"0002"}
+    versions = migrating.MIGRATIONS_DIR / "versions"
+    extra = versions / "0003_bench_only.py"
+    merge = versions / "0004_merge.py"
+    try:
+        extra.write_text(
+            'revision: str = "0003"\ndown_revision: str | None = "0002"\n'
+            "def upgrade() -> None: ...\ndef downgrade() -> None: ...\n",
+            encoding="utf-8",
+        )
+        assert migrating.script_heads() == alembics() == {"0003"}
+        merge.write_text(
+            'revision = "0004"\ndown_revision = ("0003", "0002")\n'
+            "def upgrade() -> None: ...\ndef downgrade() -> None: ...\n",
+            encoding="utf-8",
+        )
+        assert migrating.script_heads() is None
+        assert migrating.head_revisions() == alembics() == {"0004"}
+    finally:
+        extra.unlink(missing_ok=True)
+        merge.unlink(missing_ok=True)
+
+
+def test_a_start_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """Most starts find the schema at head: they must not pay for Alembic's imports,
+    and a start on an empty volume still migrates."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'lumina.db'}"
+    probe = (
+        "import sys\n"
+        "from app import migrating\n"
+        "from app.database import Database\n"
+        f"db = Database({url!r})\n"
+        "migrating.upgrade(db)\n"
+        "print(sorted(migrating.current_revisions(db)), 'alembic' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    first = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True)
+    assert first.stdout.split() == ["['0002']", "True"], first.stderr
+    again = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True)
+    assert again.stdout.split() == ["['0002']", "False"], again.stderr
