@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _VERSION_TABLE = "alembic_version"  # Alembic's default
 _REVISION = re.compile(r"""^revision\s*(?::[^=\n]*)?=\s*["']([^"'\n]+)["']\s*$""", re.M)
-_DOWN_REVISION = re.compile(r"""^down_revision\s*(?::[^=\n]*)?=\s*(None|["'][^"'\n]+["'])\s*$""", re.M)
+_DOWN_REVISION = re.compile(
+    r"""^down_revision\s*(?::[^=\n]*)?=\s*(None|["'][^"'\n]+["'])\s*$""", re.M
+)
 
 
 def alembic_config() -> Config:
