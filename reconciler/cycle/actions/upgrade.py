@@ -86,8 +86,10 @@ async def run(
         wanted.release_inputs,
         await _pod_checksums(box, seen, resolved),
     )
-    rendered = await box.releaser.render(values)
-    deployed_objects = await box.releaser.deployed_manifests()
+    # Independent helm calls (one local, one reading the release): side by side.
+    rendered, deployed_objects = await asyncio.gather(
+        box.releaser.render(values), box.releaser.deployed_manifests()
+    )
     problems = preflight.check(rendered, deployed_objects)
     if problems:
         raise helm.ChartError(
