@@ -35,6 +35,8 @@ SCRATCH_VOLUME = "lumina-trial-scratch"
 PREPARE_CONTAINER = "prepare-trial"
 #: The scratch volume holds a copy of the database; bounded like the pod's /tmp.
 SCRATCH_LIMIT = "1Gi"
+#: The least CPU limit a trial's containers get, in millicores (see _with_cpu_to_start).
+TRIAL_CPU_MILLICORES = 1000
 
 
 class TrialVerdict(enum.StrEnum):
@@ -136,6 +138,28 @@ def _with_env(container: dict[str, Any], env: Mapping[str, str]) -> None:
     container["env"] = [*kept, *({"name": k, "value": v} for k, v in env.items())]
 
 
+def _millicores(quantity: object) -> float | None:
+    text = str(quantity).strip()
+    try:
+        return float(text[:-1]) if text.endswith("m") else float(text) * 1000
+    except ValueError:
+        return None
+
+
+def _with_cpu_to_start(container: dict[str, Any]) -> None:
+    """Raise a CPU limit below one core to one core; requests and memory stay as they are.
+
+    The trial is judged on whether the new image starts, not on how fast: at the pod's
+    own limit (half a core for the backend) its start takes twice as long, and the
+    upgrade waits for it. The request (what scheduling reserves) is unchanged, and so
+    is the memory limit, since running out of memory is a failure the trial must show.
+    """
+    limits = (container.get("resources") or {}).get("limits") or {}
+    current = _millicores(limits["cpu"]) if "cpu" in limits else None
+    if current is not None and current < TRIAL_CPU_MILLICORES:
+        limits["cpu"] = f"{TRIAL_CPU_MILLICORES}m"
+
+
 def trial_pod(
     deployment: Mapping[str, Any],
     trial: services.TrialStart,
@@ -189,6 +213,8 @@ def trial_pod(
     for probe in ("startupProbe", "readinessProbe"):
         if isinstance(main.get(probe), dict):
             main[probe]["periodSeconds"] = 1
+    _with_cpu_to_start(main)
+    _with_cpu_to_start(prepare)
     # Only the service's container and its prepare step: sidecars are not on trial.
     spec["containers"] = [main]
     spec["initContainers"] = [*spec.get("initContainers", []), prepare]

@@ -85,6 +85,21 @@ def test_the_app_runs_on_the_copy_with_the_new_config(defaults: Manifests) -> No
     assert refs == {copy["metadata"]["name"]}
 
 
+def test_the_trial_starts_on_a_whole_core_with_the_pods_memory(defaults: Manifests) -> None:
+    """A start at the pod's half core takes twice as long and the upgrade waits for it;
+    what the trial must show (an out-of-memory start) keeps the pod's own memory limit,
+    and scheduling reserves what the pod would."""
+    pod, _ = _trial(defaults)
+    deployment = defaults.get("Deployment", "backend")
+    [live] = deployment["spec"]["template"]["spec"]["containers"]
+    assert live["resources"]["limits"]["cpu"] == "500m"
+    for container in [*pod["spec"]["initContainers"], *pod["spec"]["containers"]]:
+        resources = container["resources"]
+        assert resources["limits"]["cpu"] == "1000m", container["name"]
+        assert resources["limits"]["memory"] == live["resources"]["limits"]["memory"]
+        assert resources["requests"] == live["resources"]["requests"], container["name"]
+
+
 def test_the_revert_pod_runs_the_previous_image_once_on_the_volume(defaults: Manifests) -> None:
     deployment = defaults.get("Deployment", "backend")
     pod = trial_pods.revert_pod(
