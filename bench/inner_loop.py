@@ -17,7 +17,10 @@ What it runs, in a clone of this repository that owns the release for the durati
   with the same chart, images and values, loading images into the cluster in a build
   hook (this cluster has no registry).
 
-"detect" (watcher + debounce) is not part of ``once``; the burst group measures it.
+* the daemon (:mod:`bench.daemon_edits`): the same edits saved while the clone's daemon
+  runs, timed from the write to a pod of the new tag Ready as the bench's own pod watch
+  sees it — what issue 16's targets are about, "detect" (watcher + debounce) included —
+  with the seconds in which no pod of the service served.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import pathlib
 import time
 from typing import Any
 
-from bench import measuring, stack
+from bench import daemon_edits, measuring, stack
 from reconciler import discovery, settings
 from reconciler.cli import wiring
 from reconciler.releasing import targets
@@ -37,8 +40,11 @@ from reconciler.releasing import targets
 USES_CLUSTER = True
 NAME = "inner_loop"
 TITLE = "Edit-to-ready (ours vs rebuild-everything)"
-TARGET_BACKEND = 15.0
-TARGET_RATIO = 3.0
+#: issue 16: saved edit -> new pod Ready with the daemon, per service
+TARGETS = {"backend": 6.0, "chatbot": 5.0, "frontend": 12.0}
+TARGET_SKAFFOLD_RATIO = 3.0
+TARGET_BASELINE_RATIO = 4.0
+TARGET_UNSERVED = 2.0
 
 
 def _skaffold() -> str | None:
@@ -327,6 +333,7 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
                 )
             )
         untried = _without_trial(ctx, clone, connection, namespace)
+        daemon = daemon_edits.measure(ctx, clone, connection, namespace, stack.SERVICES)
         if baseline.images:
             measuring.run(["docker", "image", "rm", *sorted(baseline.images)], check=False)
     result.raw.update(
@@ -335,8 +342,10 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         skaffold=skaffold_runs,
         commit_mode=commit_runs,
         untried=untried,
+        daemon=daemon,
         skaffold_error=skaffold_error,
     )
+    _daemon_rows(result, daemon, base, skaffold_runs)
     tried_s = measuring.median([float(r["seconds"]) for r in ours["backend"]])
     untried_s = measuring.median([float(r["seconds"]) for r in untried])
     result.rows.append(
@@ -352,17 +361,11 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         ratio = measuring.median(theirs) / measuring.median(mine)
         serving = sum(1 for r in ours[service] if r["serving"])
         only_one = sum(1 for r in ours[service] if r["built"] == [service])
-        target, met = "", None
-        if service == "backend":
-            target = f"<= {TARGET_BACKEND:g} s and >= {TARGET_RATIO:g}x faster"
-            met = measuring.median(mine) <= TARGET_BACKEND and ratio >= TARGET_RATIO
         result.rows += [
             measuring.Row(
                 f"{service}: edit -> new pod Ready (once)",
                 f"{measuring.spread(mine)}; new tag Ready {serving}/{len(mine)}; "
                 f"built only {service} {only_one}/{len(mine)}",
-                target,
-                met if met is None else met and serving == len(mine),
             ),
             measuring.Row(f"{service}: our phases (median)", _phase_text(ours[service])),
             measuring.Row(
@@ -403,6 +406,81 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         "Ready); the daemon adds its debounce window (see burst) and saves the start-up"
     )
     return result
+
+
+def _daemon_rows(
+    result: measuring.GroupResult,
+    daemon: dict[str, list[dict[str, Any]]],
+    base: dict[str, list[dict[str, float]]],
+    skaffold_runs: dict[str, list[dict[str, float]]],
+) -> None:
+    """Issue 16's rows: the daemon's edit-to-ready per service, and the ratios."""
+    for service, target in TARGETS.items():
+        runs = daemon.get(service) or []
+        done = [float(r["seconds"]) for r in runs if r["seconds"] is not None]
+        if not done:
+            result.rows.append(
+                measuring.Row(f"{service}: saved edit -> new pod Ready (daemon)", "no run")
+            )
+            continue
+        mine = measuring.median(done)
+        only = sum(1 for r in runs if r["built"] == [service])
+        result.rows += [
+            measuring.Row(
+                f"{service}: saved edit -> new pod Ready (daemon, debounce included)",
+                f"{measuring.spread(done)}; new pod Ready {len(done)}/{len(runs)}; "
+                f"built only {service} {only}/{len(runs)}",
+                f"<= {target:g} s",
+                mine <= target and len(done) == len(runs),
+            ),
+            measuring.Row(f"{service}: daemon phases (median)", daemon_edits.phase_text(runs)),
+        ]
+        if service != "backend":
+            continue
+        unserved = measuring.median([float(r["unserved"]) for r in runs])
+        result.rows.append(
+            measuring.Row(
+                "backend: seconds without a serving pod per deploy (daemon)",
+                measuring.spread([float(r["unserved"]) for r in runs]),
+                f"<= {TARGET_UNSERVED:g} s",
+                unserved <= TARGET_UNSERVED,
+            )
+        )
+        off = [float(r["seconds"]) for r in daemon.get("backend-untried") or [] if r["seconds"]]
+        if off:
+            result.rows += [
+                measuring.Row(
+                    "backend: same, trial starts off (`trial_starts = false`)",
+                    f"{measuring.spread(off)}; without a serving pod "
+                    + measuring.spread([float(r["unserved"]) for r in daemon["backend-untried"]]),
+                    f"<= {target:g} s",
+                    measuring.median(off) <= target,
+                ),
+                measuring.Row(
+                    "backend: daemon phases, trial off (median)",
+                    daemon_edits.phase_text(daemon["backend-untried"]),
+                ),
+            ]
+        theirs = measuring.median([p["total"] for p in base["backend"]])
+        result.rows.append(
+            measuring.Row(
+                "backend: the seed's procedure / ours (daemon), same edit",
+                f"{theirs / mine:.1f}x ({measuring.seconds(theirs)} / {measuring.seconds(mine)})",
+                f">= {TARGET_BASELINE_RATIO:g}x",
+                theirs / mine >= TARGET_BASELINE_RATIO,
+            )
+        )
+        if skaffold_runs["backend"]:
+            skaffold = measuring.median([p["total"] for p in skaffold_runs["backend"]])
+            result.rows.append(
+                measuring.Row(
+                    "backend: Skaffold / ours (daemon), same edit",
+                    f"{skaffold / mine:.1f}x ({measuring.seconds(skaffold)} / "
+                    f"{measuring.seconds(mine)})",
+                    f">= {TARGET_SKAFFOLD_RATIO:g}x",
+                    skaffold / mine >= TARGET_SKAFFOLD_RATIO,
+                )
+            )
 
 
 def compare_with_images(inner: measuring.GroupResult, images: measuring.GroupResult) -> None:

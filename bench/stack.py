@@ -164,7 +164,7 @@ def _daemon_pid(repo: pathlib.Path) -> int | None:
     return locking.holder(config.repo_path(config.state_dir))
 
 
-def _start_daemon(repo: pathlib.Path) -> int:
+def start_daemon(repo: pathlib.Path) -> int:
     log_path = repo / ".lumina" / "daemon.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
@@ -197,4 +197,4 @@ def borrowed_release(ctx: measuring.Context) -> Iterator[None]:
             ctx.say(f"[red]once on the main checkout exited {handed.returncode}[/]")
         if was_running:
             time.sleep(0.5)
-            ctx.say(f"restarted the main checkout's daemon (PID {_start_daemon(ctx.repo)})")
+            ctx.say(f"restarted the main checkout's daemon (PID {start_daemon(ctx.repo)})")
