@@ -39,11 +39,12 @@ def back_up_before_upgrade(service: plugin_api.UpgradingService) -> plugin_api.P
 
 
 #: The new image starts once on a copy of the backup just made, migrating it and
-#: answering /api/ready, before the running pod is stopped for it.
+#: answering /api/ready, before the running pod is stopped for it. No prepare step:
+#: the app's own start copies the backup LUMINA_TRIAL_BACKUP names into the empty
+#: /trial (``app.main._copy_trial_data``), a container start sooner than an init step.
 TRIAL = plugin_api.TrialStart(
     data_volume="data",
     scratch_path="/trial",
-    prepare=(*_BACKUP, "trial-copy", "--to", "/trial/lumina.db"),
     env={"DATABASE_URL": "sqlite:////trial/lumina.db"},
     timeout_seconds=120.0,
 )

@@ -124,18 +124,19 @@ class TrialStart:
     The trial pod is the rendered Deployment's own pod template (its security context,
     resources, config and secrets) with three changes: ``data_volume`` is mounted
     read-only, so the live data is never written; an empty scratch volume is mounted
-    at ``scratch_path``; and ``prepare`` runs first, in an init container of the new
-    image, with ``LUMINA_TRIAL_BACKUP`` set to the backup the pre-upgrade hook just
-    made (see :class:`Prepared`; empty when it made none), to put the copy in the
-    scratch volume. ``env`` is then set in the service's container (pointing it at the
-    copy). The trial passes when the container's readiness probe answers within
-    ``timeout_seconds``; a crash, an unready probe or a config error refuses the
-    upgrade with the pod's diagnosis.
+    at ``scratch_path``; and ``LUMINA_TRIAL_BACKUP`` names the backup the pre-upgrade
+    hook just made (see :class:`Prepared`; empty when it made none), for whatever puts
+    the copy in the scratch volume. That is ``prepare``, run first in an init container
+    of the new image — or, when ``prepare`` is empty, the service's own start, which
+    saves the trial a container start (about a second). ``env`` is set in the
+    service's container (pointing it at the copy). The trial passes when the
+    container's readiness probe answers within ``timeout_seconds``; a crash, an unready
+    probe or a config error refuses the upgrade with the pod's diagnosis.
     """
 
     data_volume: str
     scratch_path: str
-    prepare: tuple[str, ...]
+    prepare: tuple[str, ...] = ()
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     timeout_seconds: float = 120.0
 

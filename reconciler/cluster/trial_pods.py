@@ -6,8 +6,9 @@ Who calls it: the cycle's upgrade action, for each service whose plugin declares
 backup and before Helm applies anything. The pod is built (pure, :func:`trial_pod`)
 from the *rendered* Deployment — the new image with the new config, security context
 and resources — with the live data volume mounted read-only and the plugin's prepare
-step copying the backup into a scratch volume; the ConfigMaps it reads are copied
-under trial names, since the release's own still hold the old config. It carries
+step (or the service's own start) copying the backup into a scratch volume; the
+ConfigMaps it reads are copied under trial names, since the release's own still hold
+the old config. It carries
 none of the service's labels, so no Service routes to it, and Kubernetes ends it at
 its deadline even if the daemon is gone. :func:`judge` (pure) reads its state;
 :func:`run` creates it, watches it until a verdict, and deletes it.
@@ -199,25 +200,32 @@ def trial_pod(
     )
     for container in containers:
         _renamed_config_maps(container, config_maps)
-    prepare = copy.deepcopy(main)
-    for key in ("ports", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
-        prepare.pop(key, None)
-    prepare["name"] = PREPARE_CONTAINER
-    prepare["command"] = list(trial.prepare)
-    prepare.pop("args", None)
-    prepare["volumeMounts"] = [*prepare.get("volumeMounts", []), scratch]
-    _with_env(prepare, {"LUMINA_TRIAL_BACKUP": backup})
+    init: list[dict[str, Any]] = []
+    if trial.prepare:
+        prepare = copy.deepcopy(main)
+        for key in ("ports", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
+            prepare.pop(key, None)
+        prepare["name"] = PREPARE_CONTAINER
+        prepare["command"] = list(trial.prepare)
+        prepare.pop("args", None)
+        prepare["volumeMounts"] = [*prepare.get("volumeMounts", []), scratch]
+        _with_env(prepare, {"LUMINA_TRIAL_BACKUP": backup})
+        _with_cpu_to_start(prepare)
+        init.append(prepare)
+        main_env = dict(trial.env)
+    else:
+        main_env = {"LUMINA_TRIAL_BACKUP": backup, **trial.env}
     main["volumeMounts"] = [*mounts, scratch]
-    _with_env(main, trial.env)
+    _with_env(main, main_env)
     # Asked every second: the upgrade waits on this answer, and nobody else does.
     for probe in ("startupProbe", "readinessProbe"):
         if isinstance(main.get(probe), dict):
             main[probe]["periodSeconds"] = 1
     _with_cpu_to_start(main)
-    _with_cpu_to_start(prepare)
     # Only the service's container and its prepare step: sidecars are not on trial.
     spec["containers"] = [main]
-    spec["initContainers"] = [*spec.get("initContainers", []), prepare]
+    if init:
+        spec["initContainers"] = [*spec.get("initContainers", []), *init]
     spec["restartPolicy"] = "Never"
     spec["activeDeadlineSeconds"] = int(trial.timeout_seconds) + 30
     spec.pop("nodeName", None)
@@ -347,7 +355,10 @@ def _look(cluster: kube.Kube, namespace: str, service: str, name: str) -> TrialR
     if pod is None:
         return None
     now = datetime.datetime.now(datetime.UTC)
-    found = judge(service, pod, rollout.pod_events(cluster, namespace, name), now)
+    # Events only tell failures apart: a passed trial is known without reading them.
+    found = judge(service, pod, (), now)
+    if found is None or found.verdict is not TrialVerdict.PASSED:
+        found = judge(service, pod, rollout.pod_events(cluster, namespace, name), now)
     if found is not None and found.verdict is TrialVerdict.FAILED:
         return _with_logs(cluster, namespace, found, pod)
     return found

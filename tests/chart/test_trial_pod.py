@@ -8,6 +8,7 @@ read, the app runs on the copy with the new config, and Kubernetes ends it on it
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,7 @@ def test_the_trial_is_restricted_unrouted_and_never_writes_the_live_volume(
     for service in defaults.of_kind("Service"):
         selector = service["spec"].get("selector") or {}
         assert not selector or not selector.items() <= pod["metadata"]["labels"].items()
-    for container in [*spec["initContainers"], *spec["containers"]]:
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
         data = [m for m in container["volumeMounts"] if m["name"] == "data"]
         assert data and all(m["readOnly"] for m in data), container["name"]
     [claim] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
@@ -69,20 +70,39 @@ def test_the_trial_is_restricted_unrouted_and_never_writes_the_live_volume(
 
 def test_the_app_runs_on_the_copy_with_the_new_config(defaults: Manifests) -> None:
     pod, copies = _trial(defaults)
-    [prepare] = pod["spec"]["initContainers"]
+    # The backend copies the backup in its own start: no init container to wait for.
+    assert "initContainers" not in pod["spec"]
     [app] = pod["spec"]["containers"]
     env = {v["name"]: v.get("value") for v in app["env"]}
     assert env["DATABASE_URL"] == "sqlite:////trial/lumina.db"
+    assert env["LUMINA_TRIAL_BACKUP"] == BACKUP
+    assert {"name": trial_pods.SCRATCH_VOLUME, "mountPath": "/trial"} in app["volumeMounts"]
     assert app["readinessProbe"]["httpGet"]["path"] == "/api/ready"
     assert app["readinessProbe"]["periodSeconds"] == 1  # the upgrade waits on its answer
-    assert prepare["command"][-3:] == ["trial-copy", "--to", "/trial/lumina.db"]
-    assert {v["name"]: v.get("value") for v in prepare["env"]}["LUMINA_TRIAL_BACKUP"] == BACKUP
     # The rendered (new) config, under a trial name: the release's own is still the old.
     [(old, copy)] = copies.items()
     rendered = defaults.get("ConfigMap", old)
     assert copy["data"] == rendered["data"] and copy["metadata"]["name"] != old
     refs = {s["configMapRef"]["name"] for s in app["envFrom"] if "configMapRef" in s}
     assert refs == {copy["metadata"]["name"]}
+
+
+def test_a_prepare_step_runs_first_in_an_init_container(defaults: Manifests) -> None:
+    """A plugin whose app cannot copy its data itself names a prepare command: it runs
+    in the new image before the app, with the backup named to it, not to the app."""
+    deployment = defaults.get("Deployment", "backend")
+    trial = dataclasses.replace(backend.TRIAL, prepare=("copy-data", "--to", "/trial/x.db"))
+    pod = trial_pods.trial_pod(
+        deployment, trial, service="backend", backup=BACKUP, node=None, config_maps={}
+    )
+    _restricted(pod["spec"])
+    [prepare] = pod["spec"]["initContainers"]
+    [app] = pod["spec"]["containers"]
+    assert prepare["command"] == ["copy-data", "--to", "/trial/x.db"]
+    assert prepare["image"] == app["image"]
+    assert {v["name"]: v.get("value") for v in prepare["env"]}["LUMINA_TRIAL_BACKUP"] == BACKUP
+    assert "LUMINA_TRIAL_BACKUP" not in {v["name"] for v in app["env"]}
+    assert "readinessProbe" not in prepare and "nodeSelector" not in pod["spec"]
 
 
 def test_the_trial_starts_on_a_whole_core_with_the_pods_memory(defaults: Manifests) -> None:
@@ -93,7 +113,7 @@ def test_the_trial_starts_on_a_whole_core_with_the_pods_memory(defaults: Manifes
     deployment = defaults.get("Deployment", "backend")
     [live] = deployment["spec"]["template"]["spec"]["containers"]
     assert live["resources"]["limits"]["cpu"] == "500m"
-    for container in [*pod["spec"]["initContainers"], *pod["spec"]["containers"]]:
+    for container in pod["spec"]["containers"]:
         resources = container["resources"]
         assert resources["limits"]["cpu"] == "1000m", container["name"]
         assert resources["limits"]["memory"] == live["resources"]["limits"]["memory"]

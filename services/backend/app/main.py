@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -18,15 +20,35 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app import migrating
+from app import backup, migrating
 from app.database import Database
 from app.routes import auth, health, todos
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
+from app.sqlite_urls import sqlite_file
 
 log = logging.getLogger("app")
 
 MAX_BODY_BYTES = 1024 * 1024
+
+
+def _copy_trial_data(database_url: str) -> None:
+    """In a trial start (the reconciler's pod of a new image, on a copy of the data):
+    put the backup it names where DATABASE_URL points, before anything opens it.
+
+    Only into an empty place — a trial's scratch volume — so live data is never
+    overwritten, whatever the environment says. A backup that fails its integrity
+    check stops the start, and so fails the trial with that reason in its log.
+    """
+    named = os.environ.get("LUMINA_TRIAL_BACKUP")
+    if named is None:
+        return
+    target = sqlite_file(database_url)
+    if target.exists():
+        log.warning("trial start: %s exists already; not copying %s over it", target, named)
+        return
+    made = backup.trial_copy(target, Path(named) if named else None)
+    log.info("trial start: %s", json.dumps(made))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_logging()
         config = settings if settings is not None else load_settings()
+        _copy_trial_data(config.database_url)
         database = Database(config.database_url, busy_timeout_ms=config.sqlite_busy_timeout_ms)
         try:
             migrating.upgrade(database)

@@ -270,6 +270,36 @@ def test_a_trial_copy_is_of_the_named_backup_and_never_touches_the_live_file(
     assert "empty database" in json.loads(none.stdout)["reason"]
 
 
+def test_a_trial_start_copies_the_named_backup_into_its_empty_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial pod has no prepare step: the app's own start copies the backup the
+    reconciler names into the empty scratch place and serves on it; the live file is
+    not touched, and a place that already holds data is never overwritten."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    database = _database(tmp_path)
+    made = backup.create(database, label="rev3-before-abc")
+    before = database.read_bytes()
+    trial = tmp_path / "trial" / "lumina.db"
+    trial.parent.mkdir()
+    monkeypatch.setenv("LUMINA_TRIAL_BACKUP", str(made.path))
+    settings = support.make_settings(tmp_path, DATABASE_URL=f"sqlite:///{trial}")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/ready").status_code == 200
+    assert _titles(trial) == {"first"}
+    assert database.read_bytes() == before
+    # Pointed at data (the live file, by a mistaken environment): nothing is copied.
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE todos SET title = 'changed since the backup'")
+    live = support.make_settings(tmp_path, DATABASE_URL=f"sqlite:///{database}")
+    with TestClient(create_app(live)) as client:
+        assert client.get("/api/ready").status_code == 200
+    assert _titles(database) == {"changed since the backup"}
+
+
 def _migrate_to_a_future_schema(database: Path) -> None:
     """What a newer backend's migration leaves: a schema this code does not know."""
     with sqlite3.connect(database) as connection:
