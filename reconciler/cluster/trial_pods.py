@@ -217,10 +217,13 @@ def trial_pod(
         main_env = {"LUMINA_TRIAL_BACKUP": backup, **trial.env}
     main["volumeMounts"] = [*mounts, scratch]
     _with_env(main, main_env)
-    # Asked every second: the upgrade waits on this answer, and nobody else does.
-    for probe in ("startupProbe", "readinessProbe"):
-        if isinstance(main.get(probe), dict):
-            main[probe]["periodSeconds"] = 1
+    # Readiness alone, asked every second: the upgrade waits on its first yes, and
+    # nobody else does. A startup probe would put a second probe period before it, and
+    # liveness has nothing to guard in a pod that ends at its deadline anyway.
+    main.pop("startupProbe", None)
+    main.pop("livenessProbe", None)
+    if isinstance(main.get("readinessProbe"), dict):
+        main["readinessProbe"]["periodSeconds"] = 1
     _with_cpu_to_start(main)
     # Only the service's container and its prepare step: sidecars are not on trial.
     spec["containers"] = [main]

@@ -79,6 +79,8 @@ def test_the_app_runs_on_the_copy_with_the_new_config(defaults: Manifests) -> No
     assert {"name": trial_pods.SCRATCH_VOLUME, "mountPath": "/trial"} in app["volumeMounts"]
     assert app["readinessProbe"]["httpGet"]["path"] == "/api/ready"
     assert app["readinessProbe"]["periodSeconds"] == 1  # the upgrade waits on its answer
+    # Nothing before readiness (a startup probe's period), nothing killing a slow start.
+    assert "startupProbe" not in app and "livenessProbe" not in app
     # The rendered (new) config, under a trial name: the release's own is still the old.
     [(old, copy)] = copies.items()
     rendered = defaults.get("ConfigMap", old)
