@@ -1,4 +1,4 @@
-"""The Kubernetes API server goes away for ~45 s while a change is pending.
+"""The Kubernetes API server goes away for ~25 s while a change is pending.
 
 The local cluster's kube-apiserver is stopped by its recorded PID (the way
 ``plugins/local_cluster/scripts/down.sh`` stops it) while the daemon runs on a clone
@@ -41,7 +41,7 @@ def test_daemon_retries_through_an_api_outage_and_converges(workspace: pathlib.P
             log.wait_for(
                 lambda line: "retry" in line.lower(), 120, "a retry line while the API is down"
             )
-            time.sleep(max(0.0, 45 - (time.monotonic() - stopped_at)))
+            time.sleep(max(0.0, 25 - (time.monotonic() - stopped_at)))
             assert process.poll() is None, "the daemon died while the API was down"
             outage = time.monotonic() - stopped_at
         finally:
