@@ -443,9 +443,19 @@ async def run(
     )
     started = time.monotonic()
     try:
-        for config_map in maps:
-            await asyncio.to_thread(cluster.apply, config_map)
-        await asyncio.to_thread(cluster.apply, pod)
+        try:
+            for config_map in maps:
+                await asyncio.to_thread(cluster.apply, config_map)
+            await asyncio.to_thread(cluster.apply, pod)
+        except kube.ApiRefusedError as exc:
+            # A quota, a LimitRange (the trial asks for a core) or RBAC the trial pod
+            # does not fit: like no room for it, the upgrade goes ahead untried, saying why.
+            return TrialResult(
+                service,
+                TrialVerdict.SKIPPED,
+                time.monotonic() - started,
+                detail=f"the cluster refused a trial pod: {exc.message}",
+            )
         watcher.start()
         while True:
             changed.clear()

@@ -130,6 +130,38 @@ def test_a_backend_that_cannot_start_is_refused_and_the_app_never_stops(
     assert again == 1 and _says(output, "skipped-known-failure"), output
 
 
+def test_a_trial_pod_the_cluster_refuses_is_skipped_and_the_upgrade_goes_ahead(
+    restored: pathlib.Path, helm_env: dict[str, str], cluster: kube.Kube
+) -> None:
+    """A namespace whose LimitRange caps a container at 500m refuses the trial pod (it
+    asks for a core to start on): the trial is skipped with the API's reason, and the
+    upgrade goes ahead rather than being blocked by its safety check."""
+    workspace = restored
+    source = workspace / "services/backend/app/main.py"
+    original = source.read_text()
+    cap = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "e2e-cpu-cap", "namespace": "lumina"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}}]},
+    }
+    cluster.apply(cap)
+    try:
+        source.write_text(original + f"# e2e: upgraded under a CPU cap {time.time_ns()}\n")
+        commit(workspace, "backend: an edit under a CPU cap")
+        revision = helm_revision(helm_env)
+        code, output = _once(workspace)
+    finally:
+        cluster.delete("v1", "LimitRange", "lumina", "e2e-cpu-cap")
+        source.write_text(original)
+    assert code == 0, output
+    assert _says(output, "converged"), output
+    assert "trial start skipped (the cluster refused a trial pod" in output, output
+    assert "upgrading untried" in output, output
+    assert helm_revision(helm_env) == revision + 1
+    assert _trial_pods(cluster) == []
+
+
 def test_a_migration_that_fails_on_the_real_data_is_refused(
     restored: pathlib.Path, helm_env: dict[str, str], cluster: kube.Kube, user: httpx.Client
 ) -> None:
