@@ -148,10 +148,12 @@ def measure(
     return runs
 
 
-def phase_text(runs: list[dict[str, Any]]) -> str:
-    parts = []
-    for name in PHASES:
-        values = [float(run["phases"].get(name, 0.0)) for run in runs if run["phases"]]
-        if values:
-            parts.append(f"{name} {measuring.seconds(measuring.median(values))}")
-    return ", ".join(parts)
+def phase_text(runs: list[dict[str, Any]], names: tuple[str, ...] = PHASES) -> str:
+    """Median of each phase over the runs that recorded phases (0 for one not run)."""
+    recorded = [run["phases"] for run in runs if run["phases"]]
+    if not recorded:
+        return ""
+    return ", ".join(
+        f"{name} {measuring.seconds(measuring.median([float(p.get(name, 0.0)) for p in recorded]))}"
+        for name in names
+    )

@@ -1,18 +1,19 @@
 """What a service's pods serve, seen from the bench process as it changes.
 
 A thread watches the service's pods through the API (the reconciler's own
-``Kube.watch``) and, on every change, lists them and notes the monotonic time: when a
-pod of each image tag was first Ready, and every span in which no pod was Ready and
-not terminating (what the Service's endpoints would hold). A change is seen a list
-call (~10-30 ms) after it happens; that is the measurement's resolution.
+``Kube.watch``) and, on every change, reads what they serve (``stack.running_image``)
+and notes the monotonic time: when a pod of each image tag was first Ready, and every
+span in which no pod was Ready and not terminating (what the Service's endpoints would
+hold). A change is seen a list call (~10-30 ms) after it happens; that is the
+measurement's resolution.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
+from bench import stack
 from reconciler.cluster import kube
 
 
@@ -20,6 +21,7 @@ class ServingWatch:
     def __init__(self, connection: kube.Kube, namespace: str, service: str) -> None:
         self._connection = connection
         self._namespace = namespace
+        self._service = service
         self._selector = f"app.kubernetes.io/name={service}"
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -45,17 +47,8 @@ class ServingWatch:
         self._thread.join(timeout=10)
 
     def _serving_tags(self) -> set[str]:
-        tags = set()
-        pods: list[Any] = self._connection.list(
-            "v1", "Pod", self._namespace, label_selector=self._selector
-        )
-        for pod in pods:
-            if pod["metadata"].get("deletionTimestamp"):
-                continue
-            conditions = pod.get("status", {}).get("conditions") or []
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                tags |= {c["image"].rpartition(":")[2] for c in pod["spec"]["containers"]}
-        return tags
+        images = stack.running_image(self._connection, self._namespace, self._service)
+        return {image.rpartition(":")[2] for image in images["ready_images"]}
 
     def _seen(self) -> None:
         try:

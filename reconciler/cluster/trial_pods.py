@@ -8,10 +8,10 @@ from the *rendered* Deployment — the new image with the new config, security c
 and resources — with the live data volume mounted read-only and the plugin's prepare
 step (or the service's own start) copying the backup into a scratch volume; the
 ConfigMaps it reads are copied under trial names, since the release's own still hold
-the old config. It carries
-none of the service's labels, so no Service routes to it, and Kubernetes ends it at
-its deadline even if the daemon is gone. :func:`judge` (pure) reads its state;
-:func:`run` creates it, watches it until a verdict, and deletes it.
+the old config. It carries none of the service's labels, so no Service routes to it,
+and Kubernetes ends it at its deadline even if the daemon is gone. :func:`judge`
+(pure) reads its state; :func:`run` creates it, watches it until a verdict, and
+deletes it.
 """
 
 from __future__ import annotations
