@@ -54,6 +54,7 @@ class ContextProvider:
     def __init__(self) -> None:
         self.context = os.environ.get("LUMINA_KUBE_CONTEXT") or None
         self.namespace = os.environ.get("LUMINA_NAMESPACE", "lumina")
+        self.node_port = plugin_api.APP_NODE_PORT
         # KUBECONFIG may list several files, as kubectl allows: the first one is read.
         listed = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
         self.kubeconfig = (
@@ -64,6 +65,7 @@ class ContextProvider:
         """The repository's settings (file, then LUMINA_* variables) name context and namespace."""
         self.context = config.kube_context or self.context
         self.namespace = config.namespace
+        self.node_port = config.node_port
 
     def available(self) -> bool:
         return self.kubeconfig.exists()
@@ -97,7 +99,7 @@ class ContextProvider:
                     hint="ask for RBAC on that namespace, or choose another with LUMINA_NAMESPACE",
                 )
         address = _node_address(connection)
-        forward = f"use {plugin_api.PORT_FORWARD}"
+        forward = f"use {plugin_api.port_forward(self.namespace)}"
         if address is None:
             return plugin_api.ClusterInfo(
                 kubeconfig=self.kubeconfig,
@@ -109,7 +111,7 @@ class ContextProvider:
             kubeconfig=self.kubeconfig,
             context=self.context or "",
             node_ip=address,
-            app_url=plugin_api.node_port_url(address),
+            app_url=plugin_api.node_port_url(address, self.node_port),
             app_url_note=f"if the node's address is not reachable from here, {forward}",
         )
 

@@ -10,5 +10,6 @@ plugin = plugin_api.ServicePlugin(
     values_key="frontend",
     liveness=plugin_api.Probe("/api/health", 3000),
     readiness=plugin_api.Probe("/api/health", 3000),
+    public=True,
     description="Next.js 16 UI; its route handlers call backend and chatbot.",
 )

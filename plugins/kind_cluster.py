@@ -68,6 +68,13 @@ def _published_address(bindings: str) -> str | None:
 
 class KindProvider:
     name = "kind"
+    namespace = "lumina"
+    node_port = plugin_api.APP_NODE_PORT
+
+    def configure(self, config: plugin_api.Settings) -> None:
+        """The environment's namespace and NodePort; the cluster publishes 30080 only."""
+        self.namespace = config.namespace
+        self.node_port = config.node_port
 
     def available(self) -> bool:
         return shutil.which("kind") is not None and shutil.which("docker") is not None
@@ -95,6 +102,15 @@ class KindProvider:
         )
         ip = _docker_inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
         published = _published_address(_docker_inspect("{{json .HostConfig.PortBindings}}"))
+        if published is not None and self.node_port != plugin_api.APP_NODE_PORT:
+            return plugin_api.ClusterInfo(
+                kubeconfig=kubeconfig,
+                context=f"kind-{CLUSTER}",
+                node_ip=ip,
+                app_url_note=f"kind cluster {CLUSTER} publishes NodePort "
+                f"{plugin_api.APP_NODE_PORT} only, and this environment serves "
+                f"{self.node_port}: use {plugin_api.port_forward(self.namespace)}",
+            )
         if published is None:
             return plugin_api.ClusterInfo(
                 kubeconfig=kubeconfig,
@@ -102,7 +118,8 @@ class KindProvider:
                 node_ip=ip,
                 app_url_note=f"kind cluster {CLUSTER} was created without a port mapping for "
                 f"NodePort {plugin_api.APP_NODE_PORT}: recreate it (`kind delete cluster --name "
-                f"{CLUSTER}`, then bootstrap again) or use {plugin_api.PORT_FORWARD}",
+                f"{CLUSTER}`, then bootstrap again) or use "
+                f"{plugin_api.port_forward(self.namespace)}",
             )
         return plugin_api.ClusterInfo(
             kubeconfig=kubeconfig,

@@ -39,6 +39,13 @@ def _minikube(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
 
 class MinikubeProvider:
     name = "minikube"
+    namespace = "lumina"
+    node_port = plugin_api.APP_NODE_PORT
+
+    def configure(self, config: plugin_api.Settings) -> None:
+        """The environment's namespace and NodePort (``namespace``, ``node_port``)."""
+        self.namespace = config.namespace
+        self.node_port = config.node_port
 
     def available(self) -> bool:
         return shutil.which("minikube") is not None
@@ -57,7 +64,7 @@ class MinikubeProvider:
             os.environ.get("KUBECONFIG", pathlib.Path.home() / ".kube" / "config")
         )
         node_ip = _minikube("ip").stdout.strip()
-        tunnel = "minikube service frontend -n lumina --url"
+        tunnel = f"minikube service frontend -n {self.namespace} --url"
         if self._behind_docker_desktop():
             return plugin_api.ClusterInfo(
                 kubeconfig=kubeconfig,
@@ -70,7 +77,7 @@ class MinikubeProvider:
             kubeconfig=kubeconfig,
             context=PROFILE,
             node_ip=node_ip,
-            app_url=plugin_api.node_port_url(node_ip),
+            app_url=plugin_api.node_port_url(node_ip, self.node_port),
             app_url_note=f"the same URL as `{tunnel}`",
         )
 

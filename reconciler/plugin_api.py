@@ -16,6 +16,7 @@ from reconciler.cluster.providers import (
     ClusterProvider,
     ConfigurableProvider,
     node_port_url,
+    port_forward,
 )
 from reconciler.errors import LuminaError, PermanentError, TemporaryError
 from reconciler.services import (
@@ -62,4 +63,5 @@ __all__ = [
     "TrialStart",
     "UpgradingService",
     "node_port_url",
+    "port_forward",
 ]

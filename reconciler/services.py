@@ -170,7 +170,9 @@ class ServicePlugin:
     ``context`` is the docker build context and ``dockerfile`` the Dockerfile, both
     relative to the repository root (the Dockerfile may live outside the context).
     ``values_key`` is the key in the umbrella chart's values this service owns, where
-    the reconciler sets ``<values_key>.image.repository`` and ``.tag``.
+    the reconciler sets ``<values_key>.image.repository`` and ``.tag``. A ``public``
+    service is the one users reach: its ``<values_key>.service.nodePort`` is set from
+    the ``node_port`` setting, so each environment of one cluster has its own port.
     """
 
     name: ServiceName
@@ -186,4 +188,5 @@ class ServicePlugin:
     pre_upgrade: PreUpgradeHook | None = None
     trial_start: TrialStart | None = None
     database: DatabaseCommands | None = None
+    public: bool = False
     description: str = ""

@@ -58,6 +58,13 @@ class Settings(pydantic_settings.BaseSettings):
     namespace: str = pydantic.Field(
         default="lumina", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
     )
+    node_port: int = pydantic.Field(
+        default=30080,
+        ge=30000,
+        le=32767,
+        description="The frontend's NodePort, where users reach the app; one per "
+        "environment (namespace) of one cluster.",
+    )
     release: str = pydantic.Field(
         default="lumina-todo", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53
     )

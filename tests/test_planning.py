@@ -196,7 +196,7 @@ def test_deployed_state_is_the_default_baseline(
     deployed = state.State(
         chart_digest=snap.chart_digest,
         revision=1,
-        release_inputs=targets.release_inputs(snap.chart_digest, config),
+        release_inputs=targets.release_inputs(snap.chart_digest, config, plugins),
     )
     for inputs in snap.services:
         deployed.services[inputs.name] = state.DeployedImage(

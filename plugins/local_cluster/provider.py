@@ -45,6 +45,11 @@ class LocalClusterProvider:
         # The first build runs for a long time: its progress lines should reach the
         # user, unless a caller (a test, the daemon) wants the output captured.
         self._output_to_terminal = output_to_terminal
+        self._node_port = plugin_api.APP_NODE_PORT
+
+    def configure(self, config: plugin_api.Settings) -> None:
+        """The environment's NodePort (``node_port``): kube-proxy serves each on 127.0.0.1."""
+        self._node_port = config.node_port
 
     @property
     def kubeconfig(self) -> pathlib.Path:
@@ -77,7 +82,7 @@ class LocalClusterProvider:
             kubeconfig=self.kubeconfig,
             context=CONTEXT,
             node_ip=self._node_ip(),
-            app_url=plugin_api.node_port_url("127.0.0.1"),
+            app_url=plugin_api.node_port_url("127.0.0.1", self._node_port),
         )
 
     def down(self) -> None:

@@ -40,8 +40,14 @@ def node_port_url(host: str, port: int = APP_NODE_PORT) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-#: What a user runs where no NodePort is reachable: a port-forward to the frontend.
-PORT_FORWARD = "kubectl -n lumina port-forward svc/frontend 8080:3000 (then http://127.0.0.1:8080)"
+def port_forward(namespace: str = "lumina") -> str:
+    """What a user runs where no NodePort is reachable: a port-forward to the frontend."""
+    return (
+        f"kubectl -n {namespace} port-forward svc/frontend 8080:3000 (then http://127.0.0.1:8080)"
+    )
+
+
+PORT_FORWARD = port_forward()
 
 
 @runtime_checkable

@@ -18,10 +18,10 @@ import secrets as random_secrets
 from collections.abc import Iterable, Mapping
 
 from reconciler import errors, services
-from reconciler.cluster import kube
+from reconciler.cluster import kube, namespaces
 from reconciler.inputs import secret_inputs
 
-MANAGED_BY = "lumina-reconcile"
+MANAGED_BY = namespaces.MANAGED_BY
 
 
 class MissingSecretError(errors.PermanentError):
@@ -92,28 +92,29 @@ CHECKSUM_SECRET = "lumina-reconciler"  # noqa: S105 — the Secret's name
 CHECKSUM_KEY = "checksum-key"
 
 
-def checksum_key(cluster: kube.Kube, namespace: str) -> bytes:
+def checksum_key(cluster: kube.Kube, namespace: str) -> tuple[bytes, kube.Object | None]:
     """The key pod-template checksums are made with, kept in the cluster so every clone
-    computes the same checksum for the same values (and a rotation rolls, nothing else)."""
+    computes the same checksum for the same values (and a rotation rolls, nothing else).
+
+    Reads only: where none exists yet, a new key comes with the Secret that keeps it,
+    for the upgrade to apply once its namespace exists (on a first install it does not).
+    """
     found = cluster.get("v1", "Secret", namespace, CHECKSUM_SECRET)
     data = (found or {}).get("data") or {}
     if CHECKSUM_KEY in data:
-        return base64.b64decode(data[CHECKSUM_KEY])
+        return base64.b64decode(data[CHECKSUM_KEY]), None
     key = random_secrets.token_bytes(32)
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": CHECKSUM_SECRET,
-                "namespace": namespace,
-                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
-            },
-            "data": {CHECKSUM_KEY: base64.b64encode(key).decode()},
-        }
-    )
-    return key
+    return key, {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": CHECKSUM_SECRET,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+        },
+        "data": {CHECKSUM_KEY: base64.b64encode(key).decode()},
+    }
 
 
 def pod_checksums(
@@ -200,16 +201,3 @@ def apply(cluster: kube.Kube, resolved: ResolvedSecrets, namespace: str) -> list
         cluster.apply(body)
         applied.append(str(body["metadata"]["name"]))
     return applied
-
-
-def namespace_manifest(namespace: str) -> kube.Object:
-    """The namespace, enforcing the restricted Pod Security profile."""
-    labels = {
-        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
-    }
-    labels["app.kubernetes.io/managed-by"] = MANAGED_BY
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": labels},
-    }

@@ -196,12 +196,13 @@ def desired(sources: Sources) -> Desired:
         config.repo_path(config.secrets_file),
         secret_inputs.fingerprint_key(sources.state_dir),
     )
-    key = targets.target_key(tags, snapshot.chart_digest, config.values, config.registry)
+    extra = targets.extra_values(sources.plugins, config)
+    key = targets.target_key(tags, snapshot.chart_digest, extra, config.registry)
     return Desired(
         snapshot,
         tags,
         images,
-        targets.release_inputs(snapshot.chart_digest, config),
+        targets.release_inputs(snapshot.chart_digest, config, sources.plugins),
         # A rotated secret is another attempt, not the failure of the same inputs.
         key + ";secrets=" + secret_inputs.digest(b"", fingerprints)[:12],
         fingerprints,

@@ -24,7 +24,6 @@ from reconciler.releasing import drifting
 CYCLES_KEPT = 200
 #: how long one read of the Deployments serves the page's polls
 LIVE_SECONDS = 5.0
-APP_NODE_PORT = 30080
 _FAILED = frozenset(
     {
         outcomes.Outcome.BUILD_FAILED.value,
@@ -134,10 +133,7 @@ def last_failed_cycle(
 
 def app_url(config: settings.Settings, node_ip: str) -> str:
     """Where the frontend answers: its NodePort on the node (loopback for the local one)."""
-    frontend = config.values.get("frontend", {})
-    service = frontend.get("service", {}) if isinstance(frontend, dict) else {}
-    port = service.get("nodePort", APP_NODE_PORT) if isinstance(service, dict) else APP_NODE_PORT
-    return f"http://{node_ip or '127.0.0.1'}:{port}"
+    return f"http://{node_ip or '127.0.0.1'}:{config.node_port}"
 
 
 def status_document(

@@ -128,7 +128,8 @@ class Daemon:
             self.drift,
             cycles=self.timeline.cycles(),
             live=self.rollouts.states(),
-            app=reporting.app_url(self.box.config, self.box.cluster.node_ip),
+            app=self.box.cluster.app_url
+            or reporting.app_url(self.box.config, self.box.cluster.node_ip),
         )
 
     async def _abandon(self, cycle: asyncio.Task[outcomes.CycleResult]) -> None:

@@ -29,9 +29,29 @@ def merged_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
     return result
 
 
-def release_inputs(chart_digest: str, config: settings.Settings) -> str:
+def node_port(plugins: Sequence[services.ServicePlugin], config: settings.Settings) -> int | None:
+    """The NodePort the app is served on, when a public service is deployed."""
+    return config.node_port if any(plugin.public for plugin in plugins) else None
+
+
+def extra_values(
+    plugins: Sequence[services.ServicePlugin], config: settings.Settings
+) -> dict[str, Any]:
+    """The settings' chart values, with the public service's NodePort from ``node_port``
+    (the setting wins over a ``values`` entry: it is what ``status`` shows as the URL)."""
+    ports = {
+        plugin.values_key: {"service": {"nodePort": config.node_port}}
+        for plugin in plugins
+        if plugin.public
+    }
+    return merged_values(config.values, ports)
+
+
+def release_inputs(
+    chart_digest: str, config: settings.Settings, plugins: Sequence[services.ServicePlugin] = ()
+) -> str:
     """Digest of everything besides images that shapes the release: chart and values."""
-    values = json.dumps(config.values, sort_keys=True, default=str)
+    values = json.dumps(extra_values(plugins, config), sort_keys=True, default=str)
     return hashlib.sha256(f"{chart_digest}\0{values}".encode()).hexdigest()[:32]
 
 
@@ -58,7 +78,7 @@ def chart_values(
         checksum = (secret_checksums or {}).get(plugin.values_key)
         if checksum:
             images[plugin.values_key]["secrets"] = {"checksum": checksum}
-    return merged_values(config.values, images)
+    return merged_values(extra_values(plugins, config), images)
 
 
 def release_images(

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 
 from reconciler import errors
-from reconciler.cluster import backup_copies, rollout, secrets
+from reconciler.cluster import backup_copies, namespaces, rollout, secrets
 from reconciler.cycle import deciding, observing, toolboxes
 from reconciler.cycle.actions import build, trying
 from reconciler.inputs import secret_inputs
@@ -25,8 +25,11 @@ from reconciler.releasing import helm, pre_upgrading, preflight, targets
 log = logging.getLogger("lumina.reconcile")
 
 
-async def _pod_checksums(
-    box: toolboxes.Toolbox, seen: observing.Observation, resolved: secrets.ResolvedSecrets
+def _pod_checksums(
+    box: toolboxes.Toolbox,
+    seen: observing.Observation,
+    resolved: secrets.ResolvedSecrets,
+    key: bytes,
 ) -> dict[str, str]:
     """Per values key, the checksum of its Secrets for the pod template: a fresh one for
     a service whose Secrets rotated (or on a first install), else the one deployed — so
@@ -35,7 +38,6 @@ async def _pod_checksums(
     rotated = set(
         secret_inputs.changed(seen.saved.secret_fingerprints, seen.desired.secret_fingerprints)
     )
-    key = await asyncio.to_thread(secrets.checksum_key, box.kube, box.config.namespace)
     fresh = secrets.pod_checksums(box.plugins, resolved, key)
     if seen.release is None:
         return fresh
@@ -73,18 +75,27 @@ async def run(
     config = box.config
     wanted = seen.desired
     await asyncio.to_thread(build.ensure_room, box, building_images=False)
+    # Reads and checks first: nothing reaches the cluster before the chart passed them.
+    namespace = await asyncio.to_thread(
+        namespaces.prepare,
+        box.kube,
+        config.namespace,
+        config.release,
+        targets.node_port(box.plugins, config),
+    )
     in_cluster = await asyncio.to_thread(
         secrets.read_generated, box.kube, box.plugins, config.namespace
     )
-    resolved = secrets.resolve(
-        box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
+    resolved = await asyncio.to_thread(
+        secrets.resolve, box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
     )
+    key, new_key = await asyncio.to_thread(secrets.checksum_key, box.kube, config.namespace)
     values = targets.chart_values(
         box.plugins,
         wanted.tags,
         config,
         wanted.release_inputs,
-        await _pod_checksums(box, seen, resolved),
+        _pod_checksums(box, seen, resolved, key),
     )
     # Independent helm calls (one local, one reading the release): side by side.
     rendered, deployed_objects = await asyncio.gather(
@@ -98,6 +109,12 @@ async def run(
         )
     release = seen.release
     deployed = release is not None and release.status == "deployed"
+    # Writes: the namespace before anything that lives in it (a first install has none).
+    if namespace.apply is not None:
+        await asyncio.to_thread(box.kube.apply, namespace.apply)
+        log.info("%s", namespace.note)
+    if new_key is not None:
+        await asyncio.to_thread(box.kube.apply, new_key)
     prepared = await asyncio.to_thread(
         pre_upgrading.run,
         box.kube,
@@ -107,7 +124,6 @@ async def run(
         revision=release.revision if release is not None else None,
         values=values,
     )
-    await asyncio.to_thread(box.kube.apply, secrets.namespace_manifest(config.namespace))
     await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
     copied = await asyncio.to_thread(_copy_backups, box, prepared.backups)
     tried = await trying.try_new_pods(box, rendered, prepared) if config.trial_starts else ()
@@ -139,5 +155,11 @@ async def run(
             revision, previous, expected, applied_now=True, backups=prepared.backups
         ),
         applied=description.removeprefix("lumina: "),
-        notes=(*seen.notes, *prepared.notes, *copied, *tried),
+        notes=(
+            *seen.notes,
+            *([namespace.note] if namespace.note else []),
+            *prepared.notes,
+            *copied,
+            *tried,
+        ),
     )
