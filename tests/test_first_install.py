@@ -119,7 +119,7 @@ def test_a_namespace_without_restricted_labels_gets_them_and_the_cycle_says_so(
         "kind": "Namespace",
         "metadata": {"name": "lumina", "labels": {"kubernetes.io/metadata.name": "lumina"}},
     }
-    box, journal, _ = _box(project, [created_by_hand])
+    box, _journal, _ = _box(project, [created_by_hand])
     seen = _upgrade(box)
     labels = box.kube.get("v1", "Namespace", None, "lumina")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
