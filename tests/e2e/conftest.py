@@ -1,8 +1,9 @@
-"""Fixtures for end-to-end tests on the real cluster that ``nox -s e2e`` bootstrapped.
+"""Fixtures for end-to-end tests on the real cluster that ``nox -s e2e`` brought up.
 
-Tests that change the repository work in a clone (the project's own work tree is never
-touched) that deploys the same release: while they run, the clone's reconciler owns
-the release, and the daemon of the main checkout, if any, is stopped first.
+Every module runs against an environment of its own (``tests/environments.py``): a
+namespace, release and NodePort installed from nothing by the reconciler from a clone
+of this checkout (``workspace``; the project's own work tree is never touched), and
+deleted when the module is done. Nothing here reads or changes namespace ``lumina``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import environments
 import httpx
 import pytest
 
@@ -27,7 +29,6 @@ from reconciler.cli import wiring
 from reconciler.cluster import kube
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FRONTEND = "http://127.0.0.1:30080"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Lumina E2E",
     "GIT_AUTHOR_EMAIL": "e2e@lumina.invalid",
@@ -102,11 +103,11 @@ def _helm_status(helm_env: dict[str, str], namespace: str) -> dict[str, Any]:
     return status
 
 
-def helm_revision(helm_env: dict[str, str], namespace: str = "lumina") -> int:
+def helm_revision(helm_env: dict[str, str], namespace: str) -> int:
     return int(_helm_status(helm_env, namespace)["version"])
 
 
-def helm_status(helm_env: dict[str, str], namespace: str = "lumina") -> str:
+def helm_status(helm_env: dict[str, str], namespace: str) -> str:
     return str(_helm_status(helm_env, namespace)["info"]["status"])
 
 
@@ -118,7 +119,7 @@ def kubectl(helm_env: dict[str, str]) -> list[str]:
     return [binary, "--kubeconfig", helm_env["kubeconfig"], "--context", helm_env["context"]]
 
 
-def pod_uids(cluster: kube.Kube, service: str, namespace: str = "lumina") -> set[str]:
+def pod_uids(cluster: kube.Kube, service: str, namespace: str) -> set[str]:
     return {
         str(pod["metadata"]["uid"])
         for pod in cluster.list(
@@ -140,23 +141,19 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def environment(request: pytest.FixtureRequest) -> environments.Environment:
+    """This module's namespace, release and NodePort."""
+    return environments.for_module(request.path)
+
+
+@pytest.fixture(scope="module")
 def workspace(
-    tmp_path_factory: pytest.TempPathFactory, helm_env: dict[str, str]
+    tmp_path_factory: pytest.TempPathFactory, environment: environments.Environment
 ) -> Iterator[pathlib.Path]:
-    """A clone of this repository that owns the release while the tests change it."""
-    reconcile(ROOT, "stop", check=False)
-    clone = tmp_path_factory.mktemp("e2e") / "repo"
-    run("git", "clone", "-q", str(ROOT), str(clone))
-    # The settings track `main`; a checkout of another branch (a worktree) still tests.
-    run("git", "checkout", "-q", "-B", "main", cwd=clone)
-    secrets_file = ROOT / "config" / "secrets.env"
-    if secrets_file.exists():
-        (clone / "config").mkdir(exist_ok=True)
-        (clone / "config" / "secrets.env").write_bytes(secrets_file.read_bytes())
-    yield clone
-    # Give the release back to the main checkout's state.
-    reconcile(ROOT, "once", check=False)
+    """A clone of this repository that owns the module's environment, installed from
+    nothing before the first test and deleted after the last."""
+    yield from environments.installed(environment, tmp_path_factory.mktemp("e2e"))
 
 
 def commit(repo: pathlib.Path, message: str) -> str:
@@ -165,14 +162,18 @@ def commit(repo: pathlib.Path, message: str) -> str:
     return run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
 
 
-@pytest.fixture(scope="session")
-def user() -> Iterator[httpx.Client]:
-    """A signed-in browser-like session against the frontend's NodePort."""
+@pytest.fixture(scope="module")
+def user(
+    workspace: pathlib.Path, environment: environments.Environment
+) -> Iterator[httpx.Client]:
+    """A signed-in browser-like session against the module environment's NodePort."""
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
     password = "correct horse battery staple"
-    with httpx.Client(base_url=FRONTEND, timeout=20) as client:
+    with httpx.Client(base_url=environment.url, timeout=20) as client:
         wait_for(
-            lambda: client.get("/api/health").status_code == 200, 120, "the frontend on :30080"
+            lambda: client.get("/api/health").status_code == 200,
+            120,
+            f"the frontend on {environment.url}",
         )
         account = {"email": email, "password": password}
         answers: list[httpx.Response] = []

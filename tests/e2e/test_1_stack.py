@@ -1,13 +1,20 @@
-"""The seed's success table holds on the bootstrapped stack (namespace ``lumina``)."""
+"""The seed's success table holds on a stack the reconciler installed from nothing
+(this module's own environment: namespace, release and NodePort)."""
 
 from __future__ import annotations
 
+import environments
 import httpx
-from conftest import FRONTEND, helm_status, kubectl, run, wait_for
+import pytest
+from conftest import helm_status, kubectl, run, wait_for
 
 from reconciler.cluster import kube
 
-NAMESPACE = "lumina"
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
+FRONTEND = ENVIRONMENT.url
+
+pytestmark = pytest.mark.usefixtures("workspace")
 
 
 def _app_pods(cluster: kube.Kube) -> dict[str, list[dict]]:
@@ -44,7 +51,7 @@ def test_services_pvc_secrets_and_namespace(cluster: kube.Kube, helm_env: dict[s
         svc["metadata"]["name"]: svc["spec"] for svc in cluster.list("v1", "Service", NAMESPACE)
     }
     assert services["frontend"]["type"] == "NodePort"
-    assert services["frontend"]["ports"][0]["nodePort"] == 30080
+    assert services["frontend"]["ports"][0]["nodePort"] == ENVIRONMENT.node_port
     assert (
         services["backend"]["type"] == "ClusterIP"
         and services["backend"]["ports"][0]["port"] == 8000
@@ -60,7 +67,7 @@ def test_services_pvc_secrets_and_namespace(cluster: kube.Kube, helm_env: dict[s
     namespace = cluster.get("v1", "Namespace", None, NAMESPACE)
     assert namespace is not None
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert helm_status(helm_env) == "deployed"
+    assert helm_status(helm_env, NAMESPACE) == "deployed"
 
 
 def test_frontend_answers_on_the_node_port() -> None:
@@ -72,8 +79,8 @@ def test_frontend_answers_on_the_node_port() -> None:
 
 def test_backend_and_chatbot_health_from_inside_the_cluster(helm_env: dict[str, str]) -> None:
     script = (
-        "Promise.all(['http://backend.lumina.svc.cluster.local:8000/api/health',"
-        "'http://chatbot.lumina.svc.cluster.local:8001/health']"
+        f"Promise.all(['http://backend.{NAMESPACE}.svc.cluster.local:8000/api/health',"
+        f"'http://chatbot.{NAMESPACE}.svc.cluster.local:8001/health']"
         ".map(u => fetch(u).then(r => r.status)))"
         ".then(s => console.log(s.join(' ')))"
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import lumina_stack
 import pytest
-from lumina_stack import stack_ready, workspace  # noqa: F401  (fixtures)
+from lumina_stack import environment, workspace  # noqa: F401  (fixtures)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

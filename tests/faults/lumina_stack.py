@@ -1,11 +1,13 @@
 """Helpers shared by the fault and security suites: the real stack, driven from outside.
 
-Both suites run against the local cluster ``nox -s bootstrap`` brought up and the
-release ``lumina-todo`` in namespace ``lumina``. A test that changes the repository
-works in a ``git clone`` of this checkout, which deploys the same release with
-``python -m reconciler once --repo CLONE --mode commit``; the release is given back to
-this checkout's state at the end of the session. The module has a distinct name (not
-``conftest``) so both suites' conftests can import it without shadowing each other.
+Both suites run against the local cluster; every module has an environment of its own
+(``tests/environments.py``: namespace, release, NodePort), installed from nothing by the
+reconciler before its first test and deleted after its last — the autouse fixture
+``environment`` makes it the one these helpers act on (:func:`current`). A test that
+changes the repository works in a ``git clone`` of this checkout whose settings name
+that environment, and deploys with ``python -m reconciler once --repo CLONE --mode
+commit``. The module has a distinct name (not ``conftest``) so both suites' conftests
+can import it without shadowing each other.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from typing import Any
 import httpx
 import pytest
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import environments  # tests/, put on the path just above
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FRONTEND = "http://127.0.0.1:30080"
-NAMESPACE = "lumina"
 RELEASE = "lumina-todo"
 BACKEND_MAIN = "services/backend/app/main.py"
 GIT_ENV = {
@@ -44,6 +47,21 @@ GIT_ENV = {
 CACHE = pathlib.Path.home() / ".cache" / "lumina"
 KUBECONFIG = CACHE / "cluster" / "admin.kubeconfig"
 CONTEXT = "lumina-local"
+
+
+_current: list[tuple[environments.Environment, pathlib.Path]] = []
+
+
+def current() -> environments.Environment:
+    """The environment of the module running now (set by the ``environment`` fixture)."""
+    assert _current, "no environment: the module's `environment` fixture has not run"
+    return _current[-1][0]
+
+
+def environment_repo() -> pathlib.Path:
+    """The clone that installed the current environment (its secrets are the live ones)."""
+    assert _current, "no environment: the module's `environment` fixture has not run"
+    return _current[-1][1]
 
 
 def run(
@@ -228,7 +246,7 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def release_status() -> dict[str, Any]:
-    return dict(json.loads(helm("status", RELEASE, "-n", NAMESPACE, "-o", "json").stdout))
+    return dict(json.loads(helm("status", RELEASE, "-n", current().namespace, "-o", "json").stdout))
 
 
 def helm_revision() -> int:
@@ -236,7 +254,7 @@ def helm_revision() -> int:
 
 
 def helm_history() -> list[dict[str, Any]]:
-    out = helm("history", RELEASE, "-n", NAMESPACE, "-o", "json", "--max", "50").stdout
+    out = helm("history", RELEASE, "-n", current().namespace, "-o", "json", "--max", "50").stdout
     return list(json.loads(out))
 
 
@@ -259,23 +277,15 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def clone(where: pathlib.Path, secrets_env: str | None = None) -> pathlib.Path:
-    """A clone of this checkout's committed HEAD, with this checkout's local secrets.
+    """A clone of this checkout's committed HEAD whose settings name the current
+    environment, with that environment's secrets (the ones it was installed with).
 
     ``secrets_env`` replaces the secrets file's content (the git-ignored source).
     """
-    target = where / "repo"
-    run("git", "clone", "-q", str(ROOT), str(target))
-    # The settings track `main`; a checkout of another branch (a worktree) still tests.
-    run("git", "checkout", "-q", "-B", "main", cwd=target)
-    config = target / "config"
-    config.mkdir(exist_ok=True)
-    source = ROOT / "config" / "secrets.env"
-    copied = config / "secrets.env"
+    target = environments.clone(current(), where / "repo", secrets_from=environment_repo())
     if secrets_env is not None:
+        copied = target / "config" / "secrets.env"
         copied.write_text(secrets_env)
-    elif source.exists():
-        copied.write_bytes(source.read_bytes())
-    if copied.exists():
         copied.chmod(0o600)
     return target
 
@@ -310,20 +320,6 @@ def last_cycle(repo: pathlib.Path) -> dict[str, Any]:
     return found
 
 
-def restore_release(scratch: pathlib.Path) -> None:
-    """Give the release back to this checkout's state and secrets.
-
-    When this checkout's own daemon runs, it holds the repository lock and only acts on
-    file events, so the release is given back from a fresh clone of the committed HEAD.
-    """
-    result = reconcile(ROOT, "once", check=False)
-    if result.returncode == 2 and "already reconciles this repository" in result.stderr:
-        code, output = once(clone(scratch))
-        assert code == 0, output
-        return
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -336,11 +332,12 @@ def deployed_secret(secret: str, key: str) -> str:
     The cluster is the source of truth: a fresh checkout has no ``config/secrets.env``
     and the reconciler keeps the generated values the cluster already holds.
     """
+    namespace = current().namespace
     found = kubectl(
-        "-n", NAMESPACE, "get", "secret", secret, "-o", f"jsonpath={{.data.{key}}}"
+        "-n", namespace, "get", "secret", secret, "-o", f"jsonpath={{.data.{key}}}"
     ).stdout.strip()
     if not found:
-        raise AssertionError(f"Secret {secret} in {NAMESPACE} has no key {key}")
+        raise AssertionError(f"Secret {secret} in {namespace} has no key {key}")
     return base64.b64decode(found).decode()
 
 
@@ -359,9 +356,10 @@ def hs256_token(claims: dict[str, Any], key: str, alg: str = "HS256") -> str:
 
 
 def signed_in(email: str, password: str = "correct horse battery staple") -> httpx.Client:
-    """A browser-like session against the frontend's NodePort, registered and signed in."""
-    client = httpx.Client(base_url=FRONTEND, timeout=30)
-    wait_for(lambda: client.get("/api/health").status_code == 200, 120, "the frontend on :30080")
+    """A browser-like session against the environment's NodePort, registered and signed in."""
+    url = current().url
+    client = httpx.Client(base_url=url, timeout=30)
+    wait_for(lambda: client.get("/api/health").status_code == 200, 120, f"the frontend on {url}")
     answers: list[httpx.Response] = []
 
     def register() -> bool:
@@ -384,7 +382,7 @@ def backend_sql(statement: str) -> str:
         "import sqlite3;c=sqlite3.connect('/data/lumina.db');"
         f"print(c.execute({statement!r}).fetchone()[0])"
     )
-    out = kubectl("exec", "-n", NAMESPACE, "deploy/backend", "--", "python", "-c", code)
+    out = kubectl("exec", "-n", current().namespace, "deploy/backend", "--", "python", "-c", code)
     return out.stdout.strip()
 
 
@@ -438,15 +436,22 @@ def print_figures(write: Callable[[str], None]) -> None:
 # in a conftest's namespace), so they are written once.
 
 
-@pytest.fixture(scope="session")
-def stack_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The release exists and is deployed; at the end it runs this checkout's state again."""
-    assert_no_pending_release()
-    yield
-    restore_release(tmp_path_factory.mktemp("restore"))
+@pytest.fixture(scope="module", autouse=True)
+def environment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[environments.Environment]:
+    """The module's own environment, installed from nothing, deleted afterwards."""
+    found = environments.for_module(request.path)
+    for repo in environments.installed(found, tmp_path_factory.mktemp("environment")):
+        _current.append((found, repo))
+        try:
+            assert_no_pending_release()
+            yield found
+        finally:
+            _current.pop()
 
 
 @pytest.fixture
-def workspace(tmp_path: pathlib.Path, stack_ready: None) -> pathlib.Path:
-    """A fresh clone of this checkout that deploys the same release in commit mode."""
+def workspace(tmp_path: pathlib.Path, environment: environments.Environment) -> pathlib.Path:
+    """A fresh clone of this checkout that deploys the module's release in commit mode."""
     return clone(tmp_path)

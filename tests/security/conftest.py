@@ -14,7 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "faults"))
 
 import lumina_stack  # found through the path set just above
 import pytest
-from lumina_stack import stack_ready, workspace  # noqa: F401  (fixtures)
+from lumina_stack import environment, workspace  # noqa: F401  (fixtures)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,0 +1,235 @@
+"""One environment of the app per test module: its own namespace, release and NodePort.
+
+Who uses it: the conftests of ``tests/e2e``, ``tests/faults`` and ``tests/security``.
+Each module gets an :class:`Environment` (namespace ``t-<suite>-<module>``, a NodePort
+and a status port of its own, fixed by the module's place in the sorted list of
+modules, so two modules running side by side never share one). Its clone of this
+checkout's HEAD carries the environment in ``config/lumina.toml`` (committed there),
+and the reconciler installs it **from nothing** — no namespace, no ``.lumina/``, no
+``config/secrets.env`` — before the module's first test; afterwards the release and
+the namespace are deleted. No module depends on what another left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import glob
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SUITES = ("e2e", "faults", "security")
+CACHE = pathlib.Path(os.environ.get("LUMINA_CACHE", pathlib.Path.home() / ".cache" / "lumina"))
+FIRST_NODE_PORT = 30100
+FIRST_STATUS_PORT = 18700
+RELEASE = "lumina-todo"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Lumina Tests",
+    "GIT_AUTHOR_EMAIL": "tests@lumina.invalid",
+    "GIT_COMMITTER_NAME": "Lumina Tests",
+    "GIT_COMMITTER_EMAIL": "tests@lumina.invalid",
+}
+#: Requests small enough that the CI node (2 cores) holds two environments side by side
+#: with their trial pods; the limits (what a pod may use) stay the chart's.
+SMALL_REQUESTS = {
+    service: {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}}
+    for service in ("frontend", "backend", "chatbot")
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    """Where one module's app lives."""
+
+    namespace: str
+    node_port: int
+    status_port: int
+    release: str = RELEASE
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.node_port}"
+
+    def settings_toml(self) -> str:
+        """What the environment's clone adds to ``config/lumina.toml``."""
+        lines = [
+            "",
+            "# This clone's test environment (tests/environments.py).",
+            f'namespace = "{self.namespace}"',
+            f"node_port = {self.node_port}",
+            f"status_port = {self.status_port}",
+        ]
+        for service, values in SMALL_REQUESTS.items():
+            requests = values["resources"]["requests"]
+            lines.append(
+                f'values.{service}.resources.requests = {{ cpu = "{requests["cpu"]}", '
+                f'memory = "{requests["memory"]}" }}'
+            )
+        return "\n".join(lines) + "\n"
+
+
+def modules() -> list[str]:
+    """Every module that gets an environment, as ``suite/test_x.py``, sorted."""
+    found = []
+    for suite in SUITES:
+        for path in sorted((ROOT / "tests" / suite).glob("test_*.py")):
+            found.append(f"{suite}/{path.name}")
+    return found
+
+
+def for_module(path: str | pathlib.Path) -> Environment:
+    """The environment of the module at ``path`` (a test file of one of the suites)."""
+    file = pathlib.Path(path).resolve()
+    relative = f"{file.parent.name}/{file.name}"
+    index = modules().index(relative)
+    stem = file.stem.removeprefix("test_").replace("_", "-")
+    namespace = f"t-{file.parent.name}-{stem}"[:63].rstrip("-")
+    return Environment(namespace, FIRST_NODE_PORT + index, FIRST_STATUS_PORT + index)
+
+
+def run(
+    *args: str,
+    cwd: pathlib.Path = ROOT,
+    check: bool = True,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **GIT_ENV, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def clone(
+    environment: Environment, target: pathlib.Path, *, secrets_from: pathlib.Path | None = None
+) -> pathlib.Path:
+    """A clone of this checkout's HEAD on ``main`` whose committed settings name
+    ``environment``; with ``secrets_from``, that repository's ``config/secrets.env``
+    (so a second clone of one environment keeps its JWT key)."""
+    run("git", "clone", "-q", str(ROOT), str(target))
+    # The settings track `main`; a checkout of another branch (a worktree) still tests.
+    run("git", "checkout", "-q", "-B", "main", cwd=target)
+    settings_file = target / "config" / "lumina.toml"
+    settings_file.write_text(settings_file.read_text() + environment.settings_toml())
+    run("git", "commit", "-q", "-am", f"test environment {environment.namespace}", cwd=target)
+    source = (secrets_from / "config" / "secrets.env") if secrets_from else None
+    if source is not None and source.exists():
+        copied = target / "config" / "secrets.env"
+        copied.write_bytes(source.read_bytes())
+        copied.chmod(0o600)
+    return target
+
+
+def _kubectl() -> list[str]:
+    cached = sorted(glob.glob(str(CACHE / "k8s" / "*" / "bin" / "kubectl")))
+    binary = cached[-1] if cached else shutil.which("kubectl")
+    assert binary, "kubectl is needed (built by the local cluster, or on PATH)"
+    kubeconfig = CACHE / "cluster" / "admin.kubeconfig"
+    return [binary, "--kubeconfig", str(kubeconfig), "--context", "lumina-local"]
+
+
+def _namespace_exists(namespace: str) -> bool:
+    found = run(*_kubectl(), "get", "namespace", namespace, "-o", "json", check=False)
+    return found.returncode == 0 and bool(json.loads(found.stdout or "{}"))
+
+
+def delete(environment: Environment, timeout: float = 180) -> None:
+    """Uninstall the release and delete the namespace (its PVC and volume with it);
+    waits until the namespace is gone, so its NodePort and volume are free again."""
+    helm = _helm()
+    if helm:
+        run(
+            helm,
+            "--kubeconfig",
+            str(CACHE / "cluster" / "admin.kubeconfig"),
+            "--kube-context",
+            "lumina-local",
+            "uninstall",
+            environment.release,
+            "-n",
+            environment.namespace,
+            "--wait",
+            "--timeout",
+            "120s",
+            check=False,
+            timeout=200,
+        )
+    run(
+        *_kubectl(),
+        "delete",
+        "namespace",
+        environment.namespace,
+        "--ignore-not-found",
+        "--wait=false",
+        check=False,
+    )
+    deadline = time.monotonic() + timeout
+    while _namespace_exists(environment.namespace):
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"namespace {environment.namespace} still exists after {timeout:.0f}s"
+            )
+        time.sleep(1)
+
+
+def _helm() -> str | None:
+    cached = CACHE / "bin" / "helm"
+    return str(cached) if cached.is_file() else shutil.which("helm")
+
+
+def reconcile(
+    repo: pathlib.Path, *args: str, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "reconciler", *args, "--repo", str(repo)]
+    return run(*command, cwd=repo, check=check, timeout=timeout)
+
+
+def install(environment: Environment, repo: pathlib.Path) -> None:
+    """Install the environment from nothing with the reconciler (``once --mode commit``);
+    what a killed earlier run left of it is deleted first."""
+    delete(environment)
+    assert not (repo / ".lumina").exists() and not (repo / "config" / "secrets.env").exists()
+    # One install at a time: two first installs side by side compete for two cores.
+    with _install_lock():
+        result = reconcile(repo, "once", "--mode", "commit", check=False)
+    assert result.returncode == 0, (
+        f"installing {environment.namespace} from nothing failed ({result.returncode}):\n"
+        f"{result.stdout}\n{result.stderr}"
+    )
+
+
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    with open("/tmp/lumina-test-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def installed(environment: Environment, where: pathlib.Path) -> Iterator[pathlib.Path]:
+    """For a module-scoped fixture: the environment's clone, installed from nothing,
+    deleted with its namespace when the module is done."""
+    repo = clone(environment, where / "repo")
+    try:
+        install(environment, repo)
+        yield repo
+    finally:
+        reconcile(repo, "stop", check=False, timeout=180)
+        delete(environment)
