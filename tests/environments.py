@@ -128,7 +128,13 @@ def clone(
     # The settings track `main`; a checkout of another branch (a worktree) still tests.
     run("git", "checkout", "-q", "-B", "main", cwd=target)
     settings_file = target / "config" / "lumina.toml"
-    settings_file.write_text(settings_file.read_text() + environment.settings_toml())
+    ours = ("namespace", "node_port", "status_port", "values")
+    kept = [
+        line
+        for line in settings_file.read_text().splitlines()
+        if line.split("=", 1)[0].strip().split(".", 1)[0] not in ours
+    ]
+    settings_file.write_text("\n".join(kept) + "\n" + environment.settings_toml())
     run("git", "commit", "-q", "-am", f"test environment {environment.namespace}", cwd=target)
     source = (secrets_from / "config" / "secrets.env") if secrets_from else None
     if source is not None and source.exists():
