@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -349,22 +350,57 @@ def cluster(session: nox.Session) -> None:
 
 @nox.session(python=PY, tags=["ci"])
 def e2e(session: nox.Session) -> None:
-    """End to end on the real local cluster: bootstrap, then cluster, e2e, faults, security."""
+    """End to end on the real local cluster: first contact, then every module in its own
+    environment (namespace, release, NodePort), two at a time, then the exclusive ones."""
     _test_packages(session, "e2e")
-    _bootstrap(session, start_daemon=False)
-    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
-    # Separate runs: these suites' helpers are imported from their own conftest modules,
-    # which must not share one pytest process.
-    session.run(
-        "pytest",
-        "tests/tools",
-        "tests/cluster",
-        "tests/chart/test_install.py",
-        "tests/e2e",
-        "--durations=15",
-        *session.posargs,
-    )
-    session.run("pytest", "tests/faults", "tests/security", "--durations=15", *session.posargs)
+    _install_project(session, "test")
+    steps = _Steps(session, total=7)
+    _machine_setup(session, steps)
+    # The nox running this session: the first-contact test runs the README's bootstrap.
+    session.env["E2E_NOX_COMMAND"] = f"{sys.executable} -m nox"
+    from_empty = os.environ.get("E2E_FROM_EMPTY") == "1"
+    with steps.step("first contact" + (" (the cluster wiped first)" if from_empty else "")):
+        if from_empty:
+            session.run("lumina-reconcile", "cluster", "wipe")
+        session.run("pytest", "tests/e2e/test_0_first_contact.py", "-s", *session.posargs)
+    # Separate runs: the e2e and the faults/security suites import their helpers from
+    # their own conftest modules, which must not share one pytest process.
+    side_by_side = ["-n", "2", "--dist", "loadfile", "-m", "not exclusive", "--durations=15"]
+    with steps.step("e2e modules, two at a time"):
+        session.run(
+            "pytest",
+            "tests/tools",
+            "tests/cluster",
+            "tests/chart/test_install.py",
+            "tests/e2e",
+            "--ignore=tests/e2e/test_0_first_contact.py",
+            *side_by_side,
+            *session.posargs,
+        )
+    with steps.step("faults and security modules, two at a time"):
+        session.run("pytest", "tests/faults", "tests/security", *side_by_side, *session.posargs)
+    with steps.step("exclusive modules, alone"):
+        session.run(
+            "pytest",
+            "tests/e2e",
+            "--ignore=tests/e2e/test_0_first_contact.py",
+            "-m",
+            "exclusive",
+            "--durations=15",
+            *session.posargs,
+            success_codes=[0, 5],  # 5: no module is exclusive
+        )
+        session.run(
+            "pytest",
+            "tests/faults",
+            "tests/security",
+            "-m",
+            "exclusive",
+            "--durations=15",
+            *session.posargs,
+            success_codes=[0, 5],
+        )
+    session.log(f"e2e steps: {steps.summary()}")
 
 
 @nox.session(python=PY, default=False)

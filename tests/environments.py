@@ -144,7 +144,8 @@ def clone(
     return target
 
 
-def _kubectl() -> list[str]:
+def kubectl_command() -> list[str]:
+    """kubectl of the local cluster's build (else PATH), pointed at the local cluster."""
     cached = sorted(glob.glob(str(CACHE / "k8s" / "*" / "bin" / "kubectl")))
     binary = cached[-1] if cached else shutil.which("kubectl")
     assert binary, "kubectl is needed (built by the local cluster, or on PATH)"
@@ -153,14 +154,14 @@ def _kubectl() -> list[str]:
 
 
 def _namespace_exists(namespace: str) -> bool:
-    found = run(*_kubectl(), "get", "namespace", namespace, "-o", "json", check=False)
+    found = run(*kubectl_command(), "get", "namespace", namespace, "-o", "json", check=False)
     return found.returncode == 0 and bool(json.loads(found.stdout or "{}"))
 
 
 def delete(environment: Environment, timeout: float = 180) -> None:
     """Uninstall the release and delete the namespace (its PVC and volume with it);
     waits until the namespace is gone, so its NodePort and volume are free again."""
-    helm = _helm()
+    helm = helm_binary()
     if helm:
         run(
             helm,
@@ -179,7 +180,7 @@ def delete(environment: Environment, timeout: float = 180) -> None:
             timeout=200,
         )
     run(
-        *_kubectl(),
+        *kubectl_command(),
         "delete",
         "namespace",
         environment.namespace,
@@ -196,9 +197,12 @@ def delete(environment: Environment, timeout: float = 180) -> None:
         time.sleep(1)
 
 
-def _helm() -> str | None:
+def helm_binary() -> str:
+    """The helm bootstrap installed under the cache, else the one on PATH."""
     cached = CACHE / "bin" / "helm"
-    return str(cached) if cached.is_file() else shutil.which("helm")
+    found = str(cached) if cached.is_file() else shutil.which("helm")
+    assert found, "helm is needed (built by tools/install-helm.sh, or on PATH)"
+    return found
 
 
 def reconcile(

@@ -4,8 +4,9 @@ Runs against the cluster in KUBECONFIG, or else the local provider's
 (~/.cache/lumina/cluster/admin.kubeconfig), in a throwaway namespace with the
 restricted Pod Security profile enforced, as a second release beside whatever
 the reconciler runs. There is no registry, so it reuses images the cluster
-already has: those of the reconciler's release in namespace `lumina` (what
-`nox -s bootstrap` deploys), or lumina/<service>:$LUMINA_CHART_TEST_TAG.
+already has: those of this checkout's HEAD (the tags `lumina-reconcile plan --mode
+commit` names, which the e2e session's first-contact bootstrap builds and delivers),
+or lumina/<service>:$LUMINA_CHART_TEST_TAG.
 No cluster, kubectl or images is a failure naming what is missing.
 """
 
@@ -17,6 +18,7 @@ import random
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -87,21 +89,35 @@ def images(kubectl: Kubectl) -> dict[str, tuple[str, str]]:
     tag = os.environ.get("LUMINA_CHART_TEST_TAG")
     if tag:
         return {service: (f"lumina/{service}", tag) for service in SERVICES}
-    deployments = kubectl("get", "deployments", "-n", "lumina", "-o", "json")
+    root = Path(__file__).resolve().parents[2]
+    plan = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "plan",
+            "--json",
+            "--mode",
+            "commit",
+            "--repo",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     found: dict[str, tuple[str, str]] = {}
-    if deployments.returncode == 0:
-        for item in json.loads(deployments.stdout)["items"]:
-            name = item["metadata"]["name"]
-            image = item["spec"]["template"]["spec"]["containers"][0]["image"]
-            if name in SERVICES:
-                repository, _, image_tag = image.rpartition(":")
-                found[name] = (repository, image_tag)
+    if plan.returncode == 0:
+        for service in json.loads(plan.stdout)["services"]:
+            if service["name"] in SERVICES:
+                found[service["name"]] = (f"lumina/{service['name']}", service["tag"])
     missing = [service for service in SERVICES if service not in found]
     if missing:
         pytest.fail(
-            f"needs the service images in the cluster, found none deployed for {missing} in "
-            "namespace lumina: run `nox -s bootstrap` first, or load lumina/<service>:<tag> "
-            "images and set LUMINA_CHART_TEST_TAG"
+            f"needs the service images of this checkout's HEAD, and `lumina-reconcile plan` "
+            f"named none for {missing} ({plan.stderr.strip()[-300:]}): run `nox -s bootstrap` "
+            "first, or load lumina/<service>:<tag> images and set LUMINA_CHART_TEST_TAG"
         )
     return found
 
