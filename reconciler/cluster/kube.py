@@ -195,8 +195,25 @@ class Kube:
             "Pod": self._core.list_namespaced_pod,
             "Deployment": self._apps.list_namespaced_deployment,
         }[kind]
+        live: list[Any] = []
+        lock = threading.Lock()
+
+        def interrupt() -> None:
+            # The watch thread is blocked in a socket read: a set ``stop`` shuts that
+            # socket (Watch.stop), so the thread ends now, not at its window's end. A
+            # thread still reading at interpreter exit has aborted ``once`` (SIGABRT).
+            stop.wait()
+            with lock:
+                for watcher in live:
+                    watcher.stop()
+
+        threading.Thread(target=interrupt, name=f"{kind.lower()}-watch-stop", daemon=True).start()
         while not stop.is_set():
             watcher = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+            with lock:
+                live[:] = [watcher]
+            if stop.is_set():
+                break
             try:
                 for _event in watcher.stream(  # type: ignore[no-untyped-call]
                     lister,

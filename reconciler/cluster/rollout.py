@@ -306,6 +306,14 @@ class RolloutResult:
         }
 
 
+def join_threads(threads: list[threading.Thread], seconds: float = 5.0) -> None:
+    """Wait (bounded) for watch threads told to stop: none is left alive at exit."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        if thread.is_alive():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def judge(
     cluster: kube.Kube, namespace: str, expected: Mapping[str, str]
 ) -> tuple[list[str], Diagnosis | None]:
@@ -381,3 +389,5 @@ async def await_rollout(
             await asyncio.sleep(0.1)  # one judgement for a burst of events
     finally:
         stop.set()
+        # Joined, not left behind: a thread alive at exit can abort the interpreter.
+        await asyncio.shield(asyncio.to_thread(join_threads, watchers))

@@ -471,6 +471,8 @@ async def run(
                 await asyncio.wait_for(changed.wait(), min(2.0, timeout - waited))
     finally:
         stop.set()
+        if watcher.is_alive():
+            await asyncio.shield(asyncio.to_thread(rollout.join_threads, [watcher]))
         # Shielded: a cancelled cycle (SIGTERM) still takes its trial pod away.
         await asyncio.shield(asyncio.to_thread(_remove, cluster, namespace, name, map_names))
 
