@@ -18,7 +18,7 @@ from reconciler.cluster import namespaces
 from reconciler.cycle import deciding, observing, planning, state, toolboxes
 from reconciler.cycle.actions import upgrade
 from reconciler.daemon import metrics
-from reconciler.inputs import worktree_reading
+from reconciler.inputs import secret_inputs, worktree_reading
 
 TAGS = {"frontend": "f" * 12, "backend": "b" * 12, "chatbot": "c" * 12}
 
@@ -96,6 +96,12 @@ def test_a_first_install_creates_the_namespace_before_anything_in_it(
     source = project / "config" / "secrets.env"
     assert "JWT_SECRET_KEY=" in source.read_text()
     assert source.stat().st_mode & 0o077 == 0
+    # ...and is recorded as deployed: the next cycle must not take it for a rotation.
+    given = secret_inputs.fingerprints(
+        box.plugins, source, secret_inputs.fingerprint_key(box.state_dir)
+    )
+    assert "backend-secrets" in given
+    assert seen.desired is not None and seen.desired.secret_fingerprints == given
     assert seen.pending_rollout is not None and seen.pending_rollout.revision == 1
     assert "namespace lumina created (restricted Pod Security)" in seen.notes
     # The environment's NodePort reaches the chart.

@@ -149,8 +149,17 @@ async def run(
         result = rollout.RolloutResult(rollout.Verdict.FAILED, 0.0, detail=str(exc))
         return dataclasses.replace(seen, failure=observing.Failure(attempt, result))
     log.info("revision %d applied (%s); watching the rollout", revision, description)
+    # A value generated just now (a first install's JWT key) is part of what was
+    # deployed: recorded with it, or the next cycle would take it for a rotation.
+    given = await asyncio.to_thread(
+        secret_inputs.fingerprints,
+        box.plugins,
+        config.repo_path(config.secrets_file),
+        secret_inputs.fingerprint_key(box.state_dir),
+    )
     return dataclasses.replace(
         seen,
+        desired=dataclasses.replace(wanted, secret_fingerprints=given),
         pending_rollout=observing.Rollout(
             revision, previous, expected, applied_now=True, backups=prepared.backups
         ),
