@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import pathlib
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -71,3 +73,25 @@ def test_status_endpoint_is_loopback_only_and_serves_json_and_metrics() -> None:
     finally:
         server.stop()
     time.sleep(0.1)
+
+
+def test_an_idle_client_blocks_neither_healthz_nor_the_shutdown() -> None:
+    """Issue 23: one connection that sends nothing made /healthz time out and held
+    ``stop()`` until the client left (the server took one request at a time)."""
+    server = serving.StatusServer(0, lambda: {}, metrics.Metrics())
+    server.start()
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        time.sleep(0.2)  # the server has accepted it and waits for a request line
+        started = time.monotonic()
+        answer = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=3)
+        assert answer.read() == b"ok\n"
+        # The answer came while the idle client still held its connection, well inside
+        # the client's own 3 s timeout (so nothing waited for the idle one to go away).
+        assert time.monotonic() - started < serving.REQUEST_TIMEOUT
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        stopping.join(3)
+        assert not stopping.is_alive(), "stop() is held by an idle client"
+    finally:
+        idle.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import socketserver
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -39,9 +40,24 @@ def _page_file(name: str) -> bytes:
     return importlib.resources.files("reconciler.daemon").joinpath("page", name).read_bytes()
 
 
+#: seconds a client may take to send its request or read the answer
+REQUEST_TIMEOUT = 5.0
+
+
 class _QuietHandler(simple_server.WSGIRequestHandler):
+    # A client that connects and sends nothing is dropped after this, never held on to.
+    timeout = REQUEST_TIMEOUT
+
     def log_message(self, format: str, *args: Any) -> None:
         """Requests are not worth a log line each."""
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+    """One thread per request: an idle or slow client blocks neither ``/healthz`` nor
+    the daemon's shutdown (its threads are not waited for on close)."""
+
+    daemon_threads = True
+    block_on_close = False
 
 
 class StatusServer:
@@ -58,7 +74,11 @@ class StatusServer:
         self._metrics = registry
         try:
             self._server = simple_server.make_server(
-                LOOPBACK, port, self._app, handler_class=_QuietHandler
+                LOOPBACK,
+                port,
+                self._app,
+                server_class=_ThreadingServer,
+                handler_class=_QuietHandler,
             )
         except OSError as exc:
             # Most often another daemon (of another checkout) holds the default port.
