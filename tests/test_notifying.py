@@ -229,3 +229,36 @@ def test_the_daemon_returns_the_cycle_before_its_notification_is_delivered(
     finally:
         daemon.notifier.stop()
     assert [body["revision"] for body in receiver.bodies] == [5]
+
+
+def test_a_receiver_answering_garbage_is_a_failed_delivery_and_later_ones_still_arrive(
+    receiver: Receiver,
+) -> None:
+    """Issue 23: a garbage reply (``http.client.BadStatusLine``) ended the delivery
+    thread, and every later webhook was silently lost."""
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen()
+
+    def answer_garbage() -> None:
+        while True:
+            try:
+                connection, _ = garbage.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"this is not HTTP\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    bad = f"http://127.0.0.1:{garbage.getsockname()[1]}/hook"
+    notifier = _notifier(bad, receiver.url, retry_delays=(0.01,))
+    try:
+        notifier.cycle_ended(_result(outcomes.Outcome.CONVERGED, revision=1))
+        assert notifier.drain(20)
+        notifier.cycle_ended(_result(outcomes.Outcome.CONVERGED, revision=2))
+        assert notifier.drain(20)
+    finally:
+        notifier.stop()
+        garbage.close()
+    assert [body["revision"] for body in receiver.bodies] == [1, 2]

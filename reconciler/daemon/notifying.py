@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
 import json
 import logging
 import queue
@@ -224,6 +225,10 @@ class Notifier:
                 if item is None:
                     return
                 self._deliver(item)
+            except Exception:  # a bug here must not silence every later notification
+                log.exception(
+                    "notification to %s failed unexpectedly", where(item.url) if item else "-"
+                )
             finally:
                 self._queue.task_done()
 
@@ -234,7 +239,9 @@ class Notifier:
                 return
             try:
                 self._send(item.url, item.document)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                # HTTPException: a receiver that answers garbage (BadStatusLine) is a
+                # failed delivery like any other, not the end of the delivery thread.
                 error = exc
                 continue
             if item.url in self._failing:
