@@ -17,8 +17,16 @@ import time
 
 import pytest
 
-from reconciler import discovery, settings
-from reconciler.cycle import concluding, outcomes, reconciling, toolboxes
+from reconciler import discovery, errors, settings
+from reconciler.cycle import (
+    concluding,
+    observing,
+    outcomes,
+    planning,
+    reconciling,
+    state,
+    toolboxes,
+)
 from reconciler.daemon import metrics
 from reconciler.inputs import worktree_reading
 
@@ -59,3 +67,28 @@ def test_a_foreign_error_is_a_retry_with_backoff_and_one_traceback(
     assert tracebacks[0].exc_info is not None
     assert isinstance(tracebacks[0].exc_info[1], IsADirectoryError)
     assert len(caplog.records) == 2  # the repeat is one line, without a traceback
+
+
+def test_a_state_file_that_cannot_be_written_does_not_escape_the_cycle(
+    project: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23: an ``OSError`` while recording a failure escaped ``run_cycle``, and
+    ``once`` ended in a traceback. The outcome stands; the lost record is said."""
+    box = _box(project)
+    (box.state_dir / "state.json").mkdir(parents=True)  # os.replace onto it fails
+    seen = observing.Observation(
+        request=observing.Request(),
+        paused="",
+        desired=None,
+        saved=state.State(),
+        state_problem="",
+        release=None,
+        release_read=False,
+        baseline=planning.Baseline("nothing deployed", {}, {}, None),
+    )
+    refused = errors.PermanentError("the chart is refused", hint="fix it")
+    caplog.set_level(logging.ERROR, logger="lumina.reconcile")
+    result = concluding.failed(box, seen, refused, {}, ("blocked",))
+    assert result.outcome is outcomes.Outcome.BLOCKED
+    assert "the chart is refused" in result.message
+    assert any("could not record the cycle" in r.getMessage() for r in caplog.records)

@@ -80,7 +80,18 @@ def _save(
             "outcome": result.outcome.value,
             "message": result.message,
         }
-    state.save(box.state_dir, saved.model_copy(update=update))
+    try:
+        state.save(box.state_dir, saved.model_copy(update=update))
+    except OSError as exc:
+        # The outcome stands and is reported; only its record is lost, and the next
+        # cycle reads the release again. An escaping error would end `once` in a
+        # traceback and the daemon's cycle without an outcome.
+        log.error(
+            "could not record the cycle in %s (%s): fix the state directory; "
+            "the next cycle reads the release again",
+            box.state_dir,
+            exc.strerror or exc,
+        )
 
 
 def decided(
