@@ -201,7 +201,22 @@ def _read_environment() -> dict[str, Any]:
         raise errors.SettingsError(
             f"environment: unknown setting {unknown[0]}", hint=f"known settings: {known}"
         )
-    return dict(pydantic_settings.EnvSettingsSource(Settings)())
+    try:
+        return dict(pydantic_settings.EnvSettingsSource(Settings)())
+    except pydantic_settings.SettingsError as exc:
+        # pydantic-settings says which field, not which variable or what it expects.
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "?"
+        raise errors.SettingsError(
+            f"environment: {ENV_PREFIX}{field.upper()} is not valid JSON",
+            hint=f"give {ENV_PREFIX}{field.upper()} as JSON, e.g. "
+            + (
+                f"{ENV_PREFIX}DRIFT_IGNORE='[\"replicas\"]'"
+                if field == "drift_ignore"
+                else f'{ENV_PREFIX}VALUES=\'{{"backend": {{"replicaCount": 1}}}}\''
+                if field == "values"
+                else "a JSON list or object"
+            ),
+        ) from exc
 
 
 def load_settings(

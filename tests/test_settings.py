@@ -116,3 +116,34 @@ def test_notify_webhooks_from_a_comma_list_a_json_list_or_the_file(
     monkeypatch.setenv("LUMINA_NOTIFY_WEBHOOKS", "ftp://h/z")
     with pytest.raises(errors.SettingsError, match="LUMINA_NOTIFY_WEBHOOKS"):
         settings.load_settings(project)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "example"),
+    [("LUMINA_VALUES", "notjson", "LUMINA_VALUES='{"), ("LUMINA_DRIFT_IGNORE", "replicas", '["')],
+)
+def test_a_list_or_object_variable_that_is_not_json_is_named(
+    project: pathlib.Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, example: str
+) -> None:
+    """Issue 23: these gave pydantic-settings' raw error, naming a field, not the variable."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(errors.SettingsError) as caught:
+        settings.load_settings(project)
+    assert f"{variable} is not valid JSON" in caught.value.message
+    assert example in caught.value.hint
+
+
+def test_a_state_directory_that_is_a_file_is_named_by_every_command(
+    project: pathlib.Path,
+) -> None:
+    (project / ".lumina").write_text("not a directory")
+    for command in (["plan"], ["status"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "reconciler", *command, "--repo", str(project)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "is a file, not a directory" in result.stderr
+        assert "Traceback" not in result.stderr

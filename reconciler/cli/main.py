@@ -53,6 +53,13 @@ def _load(repo: pathlib.Path | None, **overrides: object) -> settings.Settings:
     given = {key: value for key, value in overrides.items() if value is not None}
     config = settings.load_settings(repo, overrides=given)
     git_reading.open_repository(config.repo)  # fail first, and clearly, outside a repository
+    state_dir = config.repo_path(config.state_dir)
+    if state_dir.exists() and not state_dir.is_dir():
+        raise errors.SettingsError(
+            f"the state directory {state_dir} is a file, not a directory",
+            hint=f"move it aside (mv {state_dir} {state_dir}.bak), or set LUMINA_STATE_DIR "
+            "to another place; it is rebuilt from the live release",
+        )
     return config
 
 
