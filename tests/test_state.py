@@ -40,7 +40,7 @@ def test_a_saved_state_loads_back_equal(tmp_path: pathlib.Path) -> None:
         services={"backend": state.DeployedImage(digest="d" * 64, tag="d" * 24, image="b")},
         revision=7,
         release_inputs="x",
-        history=[{"outcome": "converged"}] * 30,
+        history=[{"outcome": "converged", "message": "revision 7"}] * 30,
     )
     state.save(tmp_path, saved)
     loaded = state.load(tmp_path)
@@ -68,3 +68,28 @@ def test_plan_and_status_explain_a_damaged_file_without_a_traceback(
         said = " ".join((done.stderr + done.stdout).split())
         assert "state file" in said and "not a state file" in said, said
     assert (project / ".lumina" / state.STATE_FILE).read_text() == TRUNCATED
+
+
+def test_a_history_entry_without_its_message_does_not_crash_status(
+    project: pathlib.Path,
+) -> None:
+    """Issue 23: ``status`` failed with a KeyError on an entry without ``message``."""
+    (project / ".lumina").mkdir()
+    document = state.State(revision=3).to_json()
+    document["history"] = [
+        {"outcome": "converged", "message": "revision 3"},
+        {"outcome": "converged"},
+        "not an entry",
+    ]
+    (project / ".lumina" / state.STATE_FILE).write_text(json.dumps(document))
+    assert [entry["message"] for entry in state.load(project / ".lumina").state.history] == [
+        "revision 3"
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "status", "--repo", str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "last cycle: converged — revision 3" in done.stdout

@@ -266,7 +266,7 @@ def status(
         stderr.print(f"[yellow]warning[/]: {document['state_problem']}", highlight=False)
     last = document["last_cycle"]
     if isinstance(last, dict):
-        typer.echo(f"last cycle: {last['outcome']} — {last['message']}")
+        typer.echo(f"last cycle: {last.get('outcome', '?')} — {last.get('message', '')}")
 
 
 @app.command()

@@ -53,6 +53,21 @@ class State(pydantic.BaseModel):
     #: per Secret name, the fingerprint of its locally given values when last deployed
     secret_fingerprints: dict[str, str] = pydantic.Field(default_factory=dict)
 
+    @pydantic.field_validator("history", mode="before")
+    @classmethod
+    def _entries_with_outcome_and_message(cls, value: Any) -> Any:
+        """History is what ``status`` prints: an entry without its outcome or message
+        (a hand edit, an older writer) is dropped, not left to fail a reader."""
+        if not isinstance(value, list):
+            return value
+        return [
+            entry
+            for entry in value
+            if isinstance(entry, dict)
+            and isinstance(entry.get("outcome"), str)
+            and isinstance(entry.get("message"), str)
+        ]
+
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         data["history"] = data["history"][-HISTORY_KEPT:]
