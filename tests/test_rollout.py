@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import fakes
+
 from reconciler.cluster import rollout
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, 0, tzinfo=datetime.UTC)
@@ -172,3 +174,36 @@ def test_diagnosis_round_trips_through_json() -> None:
     assert rollout.Diagnosis.from_json(found.to_json()) == found
     text = found.explain()
     assert "CrashLoopBackOff" in text and "| RuntimeError: boom" in text
+
+
+def _deployment(replicas: int, ready: int) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "backend", "namespace": "lumina", "generation": 2},
+        "spec": {
+            "replicas": replicas,
+            "template": {"spec": {"containers": [{"image": "lumina/backend:abc"}]}},
+        },
+        "status": {
+            "observedGeneration": 2,
+            "replicas": ready,
+            "updatedReplicas": ready,
+            "availableReplicas": ready,
+        },
+    }
+
+
+def test_a_deployment_scaled_to_none_is_never_ready_and_is_a_certain_failure() -> None:
+    """Issue 23: a revert cut short by SIGTERM leaves the backend at 0 replicas, and
+    0 of 0 counted as ready, so the next start verified a revision nothing served."""
+    assert rollout.deployment_ready(_deployment(1, 1), "lumina/backend:abc")
+    assert not rollout.deployment_ready(_deployment(0, 0), "lumina/backend:abc")
+    journal = fakes.Journal()
+    cluster = fakes.FakeKube(
+        journal,
+        [{"kind": "Namespace", "metadata": {"name": "lumina"}}, _deployment(0, 0)],
+    )
+    waiting, diagnosis = rollout.judge(cluster, "lumina", {"backend": "lumina/backend:abc"})
+    assert waiting == ["backend"]
+    assert diagnosis is not None
+    assert diagnosis.reason is rollout.FailureReason.SCALED_TO_ZERO

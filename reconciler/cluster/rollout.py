@@ -43,6 +43,7 @@ class FailureReason(enum.StrEnum):
     VOLUME = "VolumeNotAttachable"
     UNBOUND_CLAIM = "UnboundPersistentVolumeClaim"
     NOT_READY = "NotReady"
+    SCALED_TO_ZERO = "ScaledToZero"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +253,11 @@ def describe_deployment(deployment: kube.Object) -> str:
 
 
 def deployment_ready(deployment: kube.Object, image: str) -> bool:
-    """Whether the Deployment's rollout to ``image`` is complete and available."""
+    """Whether the Deployment's rollout to ``image`` is complete and available.
+
+    A Deployment scaled to none serves nobody: never ready (0 of 0 counted as ready let
+    a revert cut short by SIGTERM, which scales the backend to 0 first, be verified).
+    """
     spec = deployment.get("spec", {})
     status = deployment.get("status", {})
     images = [
@@ -260,7 +265,8 @@ def deployment_ready(deployment: kube.Object, image: str) -> bool:
     ]
     wanted = int(spec.get("replicas", 1))
     return (
-        image in images
+        wanted > 0
+        and image in images
         and int(status.get("observedGeneration", 0))
         >= int(deployment["metadata"].get("generation", 0))
         and int(status.get("updatedReplicas", 0)) == wanted
@@ -325,6 +331,14 @@ def judge(
         if found is not None and deployment_ready(found, image):
             continue
         waiting.append(service)
+        if found is not None and int(found.get("spec", {}).get("replicas", 1)) == 0:
+            # Certain, and no pod will ever say so: left at 0 by a revert that a
+            # signal cut short, or by hand. The remedy (a rollback) sets the replicas.
+            return waiting, Diagnosis(
+                service,
+                FailureReason.SCALED_TO_ZERO,
+                "the Deployment is scaled to 0 replicas: no pod serves",
+            )
         diagnosis = inspect(cluster, namespace, service, image=image)
         if diagnosis is not None:
             return waiting, diagnosis
