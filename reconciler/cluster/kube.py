@@ -30,6 +30,10 @@ Object = dict[str, Any]
 FIELD_MANAGER = "lumina-reconcile"
 
 
+#: seconds one API call (not a watch or a followed log) may take before it fails
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
 class ApiUnavailableError(errors.TemporaryError):
     """The API server does not answer."""
 
@@ -48,6 +52,11 @@ def _translate(exc: Exception, doing: str) -> errors.LuminaError:
         if exc.status and exc.status >= 500:
             return ApiUnavailableError(f"{doing}: API server error {exc.status}", retry_after=5)
         return ApiRefusedError(f"{doing}: {exc.status} {exc.reason}: {(exc.body or '')[:300]}")
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    if isinstance(cause, urllib3.exceptions.TimeoutError):
+        return ApiUnavailableError(
+            f"{doing}: the API server did not answer in time ({exc})", retry_after=5
+        )
     return ApiUnavailableError(f"{doing}: the API server is unreachable ({exc})", retry_after=5)
 
 
@@ -78,12 +87,20 @@ def _exit_code(response: Any) -> tuple[int | None, str]:
 class Kube:
     """A connection to one cluster."""
 
-    def __init__(self, kubeconfig: pathlib.Path | None, context: str | None) -> None:
+    def __init__(
+        self,
+        kubeconfig: pathlib.Path | None,
+        context: str | None,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         context = context or None  # "" is no context named: the kubeconfig's current one
+        self._request_timeout = request_timeout
         try:
             self._api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(kubeconfig) if kubeconfig else None, context=context
             )
+            self._bound(self._api)
         except (k8s_config.ConfigException, OSError) as exc:
             raise errors.PermanentError(
                 f"no usable kubeconfig ({kubeconfig or '~/.kube/config'}, "
@@ -95,6 +112,24 @@ class Kube:
         self._dynamic: dynamic.DynamicClient | None = None
         self._config = (kubeconfig, context)
         self._exec_core: k8s_client.CoreV1Api | None = None
+
+    def _bound(self, api: Any) -> None:
+        """Every request of ``api`` that names no timeout of its own (reads, applies,
+        discovery) gets this one: a hung API server ends a call with an error that
+        says so, never a cycle that hangs in silence. Streams name their own.
+
+        The client passes an unset timeout to urllib3 as "none" (wait forever), which
+        overrides any pool default, so the default is put in at its one request method.
+        """
+        rest = api.rest_client
+        unbounded = rest.request
+        default = (min(10.0, self._request_timeout), self._request_timeout)
+
+        def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+            chosen = default if _request_timeout is None else _request_timeout
+            return unbounded(*args, _request_timeout=chosen, **kwargs)
+
+        rest.request = bounded
 
     def _resource(self, api_version: str, kind: str) -> Any:
         if self._dynamic is None:
@@ -242,7 +277,12 @@ class Kube:
         watcher = k8s_watch.Watch()  # type: ignore[no-untyped-call]
         try:
             lines = watcher.stream(  # type: ignore[no-untyped-call]
-                self._core.read_namespaced_pod_log, pod, namespace, **options
+                self._core.read_namespaced_pod_log,
+                pod,
+                namespace,
+                # A quiet container may write nothing for long: no read timeout.
+                _request_timeout=(10, None),
+                **options,
             )
             for line in lines:
                 yield str(line)
@@ -282,6 +322,7 @@ class Kube:
             api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(kubeconfig) if kubeconfig else None, context=context
             )
+            self._bound(api)
             self._exec_core = k8s_client.CoreV1Api(api)
         doing = f"running {argv[0]} in pod {pod}"
         try:
