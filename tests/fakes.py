@@ -109,6 +109,7 @@ class FakeReleases:
         return None
 
     async def recover(self) -> None:
+        self.journal.calls.append("helm recover")
         return None
 
     async def render(self, values: dict[str, Any]) -> list[dict[str, Any]]:

@@ -174,20 +174,29 @@ def _stop_while_starting(_signum: int, _frame: object) -> None:
     raise typer.Exit(0)
 
 
+def _stopped_before_the_cycle(_signum: int, _frame: object) -> None:
+    # Nothing was applied yet; the cluster was not brought to the repository's state.
+    raise typer.Exit(1)
+
+
 @app.command()
 def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption = False) -> None:
     """Run one cycle; exit 0 when the cluster runs the repository's state, 1 otherwise."""
     from reconciler.cli import wiring  # noqa: PLC0415 — see the note on imports
-    from reconciler.cycle import reconciling  # noqa: PLC0415 — see the note on imports
+    from reconciler.daemon import running  # noqa: PLC0415 — see the note on imports
 
     _setup_logging(verbose)
+    signal.signal(signal.SIGTERM, _stopped_before_the_cycle)
     config = _load(repo, mode=mode)
     lock = _locked(config)
     try:
         box = wiring.assemble(config, _plugins(config).plugins)
-        result = asyncio.run(reconciling.run_cycle(box, first=True))
+        result = asyncio.run(running.once_unless_stopped(box))
     finally:
         lock.release()
+    if result is None:
+        typer.echo("stopped by a signal: the cycle was abandoned and the release checked")
+        raise typer.Exit(1)
     typer.echo(f"{result.outcome.value}: {result.message}")
     if result.diagnosis is not None:
         typer.echo(result.diagnosis.explain())

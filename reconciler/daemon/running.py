@@ -133,16 +133,7 @@ class Daemon:
         )
 
     async def _abandon(self, cycle: asyncio.Task[outcomes.CycleResult]) -> None:
-        log.info("stopping: abandoning the running cycle cleanly")
-        cycle.cancel()
-        await asyncio.gather(cycle, return_exceptions=True)
-        try:
-            recovered = await self.box.releaser.recover()
-        except Exception as exc:  # shutting down: report, never raise
-            log.error("could not check the release after stopping: %s", exc)
-            return
-        if recovered:
-            log.warning("release recovered on shutdown: %s", recovered)
+        await abandon(self.box, cycle)
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -203,6 +194,40 @@ class Daemon:
             self.notifier.stop()
             log.info("stopped after %d cycles", self.cycles)
         return 0
+
+
+async def abandon(box: toolboxes.Toolbox, cycle: asyncio.Task[outcomes.CycleResult]) -> None:
+    """Cancel a running cycle cleanly: a helm write runs to its end (see the Helm
+    adapter), then a ``pending-*`` release is cleared."""
+    log.info("stopping: abandoning the running cycle cleanly")
+    cycle.cancel()
+    await asyncio.gather(cycle, return_exceptions=True)
+    try:
+        recovered = await box.releaser.recover()
+    except Exception as exc:  # shutting down: report, never raise
+        log.error("could not check the release after stopping: %s", exc)
+        return
+    if recovered:
+        log.warning("release recovered on shutdown: %s", recovered)
+
+
+async def once_unless_stopped(box: toolboxes.Toolbox) -> outcomes.CycleResult | None:
+    """One cycle (``lumina-reconcile once``); SIGTERM or SIGINT abandons it as the
+    daemon's shutdown does, and the result is None."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    cycle = asyncio.create_task(reconciling.run_cycle(box, first=True), name="cycle")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if cycle.done():
+        return cycle.result()
+    await abandon(box, cycle)
+    return None
 
 
 def run_daemon(box: toolboxes.Toolbox) -> int:
