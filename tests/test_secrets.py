@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from reconciler import services
+from reconciler import errors, services
 from reconciler.cluster import secrets
 
 
@@ -82,3 +82,14 @@ def test_a_generated_secret_already_in_the_cluster_is_kept(tmp_path: pathlib.Pat
     )
     assert resolved.values["backend-secrets"]["JWT_SECRET_KEY"] == "the-live-key"
     assert not source.exists(), "a value read from the cluster is not written anywhere"
+
+
+def test_a_bad_line_in_the_secrets_file_is_named_not_dropped(tmp_path: pathlib.Path) -> None:
+    """Issue 23: dotenv dropped such a line with a warning that named no file, and a
+    secret the user meant to give went missing (or was generated) without a word."""
+    source = tmp_path / "secrets.env"
+    source.write_text("SMTP_PASSWORD=fine\nJWT_SECRET_KEY hunter2\n")
+    with pytest.raises(errors.SettingsError) as caught:
+        secrets.resolve([_plugin(JWT, SMTP)], source, environ={})
+    assert f"{source}: line 2 is not KEY=value" in caught.value.message
+    assert "hunter2" not in str(caught.value)

@@ -93,3 +93,12 @@ def test_a_history_entry_without_its_message_does_not_crash_status(
     )
     assert done.returncode == 0, done.stderr
     assert "last cycle: converged — revision 3" in done.stdout
+
+
+def test_two_damaged_files_in_one_second_are_both_kept(tmp_path: pathlib.Path) -> None:
+    """Issue 23: the second set-aside copy overwrote the first (one name per second)."""
+    for damage in (TRUNCATED, "[1, 2, 3]"):
+        (tmp_path / state.STATE_FILE).write_text(damage)
+        assert state.load(tmp_path, set_aside=True).problem
+    kept = sorted(path.read_text() for path in tmp_path.glob(f"{state.STATE_FILE}.damaged-*"))
+    assert kept == sorted([TRUNCATED, "[1, 2, 3]"])

@@ -90,6 +90,13 @@ def write_atomically(path: pathlib.Path, content: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    # The rename itself is durable only once the directory is: a power cut must not
+    # bring back the previous file after a cycle reported its new one.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _damage(path: pathlib.Path) -> str:
@@ -129,6 +136,10 @@ def load(state_dir: pathlib.Path, *, set_aside: bool = False) -> Loaded:
         )
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    number = 1
+    while kept.exists():  # two damaged files in one second: keep both
+        number += 1
+        kept = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
     try:
         os.replace(path, kept)
     except OSError as exc:

@@ -18,8 +18,9 @@ import secrets as random_secrets
 from collections.abc import Iterable, Mapping
 
 import dotenv
+from dotenv import parser as dotenv_parser
 
-from reconciler import services
+from reconciler import errors, services
 
 KEY_FILE = "secrets-fingerprint.key"
 
@@ -28,6 +29,16 @@ def read_source(path: pathlib.Path) -> dict[str, str]:
     """``KEY=value`` lines of a dotenv file (empty values dropped); {} when absent."""
     if not path.exists():
         return {}
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        for binding in dotenv_parser.parse_stream(stream):
+            if binding.error:
+                # dotenv would drop it with a warning that names no file: a secret the
+                # user meant to give would then be missing, or generated, unsaid.
+                raise errors.SettingsError(
+                    f"{path}: line {binding.original.line} is not KEY=value",
+                    hint="fix or delete that line (quote a value with spaces); "
+                    "the file is git-ignored",
+                )
     return {key: value for key, value in dotenv.dotenv_values(path).items() if value}
 
 
