@@ -340,7 +340,7 @@ def bootstrap(session: nox.Session) -> None:
 
 @nox.session(python=PY, default=False)
 def cluster(session: nox.Session) -> None:
-    """The cluster: nox -s cluster -- up|down|status|logs."""
+    """The cluster: nox -s cluster -- up|down|status|logs|wipe (wipe: its state, not the builds)."""
     _install_project(session)
     action = session.posargs[0] if session.posargs else "status"
     if action == "up":

@@ -15,6 +15,7 @@ from reconciler.cluster.providers import (
     ClusterInfo,
     ClusterProvider,
     ConfigurableProvider,
+    WipeableProvider,
     node_port_url,
     port_forward,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "TemporaryError",
     "TrialStart",
     "UpgradingService",
+    "WipeableProvider",
     "node_port_url",
     "port_forward",
 ]

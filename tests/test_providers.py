@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -257,3 +259,40 @@ def test_without_a_named_context_the_kubeconfigs_current_one_is_named(
     assert provider._current_context() == "team"
     kubeconfig.write_text("not: [a kubeconfig")
     assert provider._current_context() is None
+
+
+def test_only_the_local_provider_can_wipe() -> None:
+    found, _ = discovery.discover_providers()
+    wipeable = {name for name, p in found.items() if isinstance(p, providers.WipeableProvider)}
+    assert {"minikube", "kind", "context"}.isdisjoint(wipeable)
+    assert "local" in wipeable
+
+
+@pytest.mark.parametrize(
+    ("provider", "instead"),
+    [
+        ("minikube", "`minikube delete`"),
+        ("kind", "`kind delete cluster --name lumina`"),
+        ("context", "`kubectl delete namespace lumina`"),
+    ],
+)
+def test_cluster_wipe_where_the_provider_cannot_says_what_to_run(
+    project: pathlib.Path, tmp_path: pathlib.Path, provider: str, instead: str
+) -> None:
+    """No wipe, no question, no call of the provider's tool: the provider is named, and
+    what to run instead."""
+    calls = _stand_in(tmp_path, provider if provider != "context" else "kubectl", "exit 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "cluster", "wipe", "--repo", str(project)],
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "LUMINA_CLUSTER": provider},
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"the {provider} cluster provider cannot wipe its cluster" in said
+    assert instead in said
+    assert not calls.exists()

@@ -88,6 +88,10 @@ class LocalClusterProvider:
     def down(self) -> None:
         self._run("down.sh", what="stopping the local cluster")
 
+    def wipe(self) -> None:
+        """Stop the cluster and remove its state (``scripts/wipe.sh``), keeping the builds."""
+        self._run("wipe.sh", what="wiping the local cluster")
+
     def status(self) -> dict[str, str]:
         result = subprocess.run(
             ["bash", str(SCRIPTS / "status.sh")], capture_output=True, text=True, check=False

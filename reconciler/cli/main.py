@@ -25,7 +25,7 @@ import typer
 
 from reconciler import discovery, errors, settings
 from reconciler.cli import db_commands, logs_command, service_commands, verify_command
-from reconciler.cluster import app_urls
+from reconciler.cluster import app_urls, providers
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.daemon import locking
 from reconciler.inputs import contexts, git_reading, snapshots, worktree_reading
@@ -368,14 +368,18 @@ class ClusterAction(enum.StrEnum):
     DOWN = "down"
     STATUS = "status"
     LOGS = "logs"
+    WIPE = "wipe"
 
 
 @app.command()
 def cluster(
-    action: Annotated[ClusterAction, typer.Argument(help="up, down, status or logs.")],
+    action: Annotated[ClusterAction, typer.Argument(help="up, down, status, logs or wipe.")],
     repo: RepoOption = None,
 ) -> None:
-    """Start, stop or inspect the cluster of the chosen provider (LUMINA_CLUSTER)."""
+    """Start, stop, inspect or wipe the cluster of the chosen provider (LUMINA_CLUSTER).
+
+    wipe: stop it and delete its state, asking nothing; the next up starts it from empty.
+    """
     from reconciler.cli import wiring  # noqa: PLC0415 — see the note on imports
 
     config = _load(repo)
@@ -389,6 +393,14 @@ def cluster(
     elif action is ClusterAction.DOWN:
         provider.down()
         typer.echo(f"{provider.name} cluster stopped (state and volumes kept)")
+    elif action is ClusterAction.WIPE:
+        if not isinstance(provider, providers.WipeableProvider):
+            raise errors.PermanentError(
+                f"the {provider.name} cluster provider cannot wipe its cluster",
+                hint=providers.wipe_elsewhere(provider.name, config.namespace),
+            )
+        provider.wipe()
+        typer.echo(f"{provider.name} cluster wiped: the next `cluster up` starts it from empty")
     elif action is ClusterAction.LOGS:
         # Providers that keep component logs say where (optional part of the interface).
         where = getattr(provider, "log_directory", None)

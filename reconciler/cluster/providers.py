@@ -88,3 +88,34 @@ class ConfigurableProvider(Protocol):
     def configure(self, config: settings.Settings) -> None:
         """Take what it needs from ``config`` before any other call."""
         ...
+
+
+@runtime_checkable
+class WipeableProvider(Protocol):
+    """A provider that can wipe its cluster (optional): ``lumina-reconcile cluster wipe``.
+
+    Providers without it (minikube, kind, an existing context) leave that to their own
+    tools; :func:`wipe_elsewhere` says which.
+    """
+
+    def wipe(self) -> None:
+        """Stop the cluster and remove its state (Kubernetes objects, images, certificates,
+        volumes), keeping what makes the next start quick (built binaries): the next
+        ``ensure_up`` starts the cluster from empty. Prints what it removes; asks nothing.
+        """
+        ...
+
+
+def wipe_elsewhere(provider: str, namespace: str) -> str:
+    """What a user runs instead of ``cluster wipe`` where the provider cannot wipe."""
+    then = "then `lumina-reconcile cluster up` (or `nox -s bootstrap`) starts one from empty"
+    if provider == "minikube":
+        return f"`minikube delete` removes minikube's cluster and all its state; {then}"
+    if provider == "kind":
+        return f"`kind delete cluster --name lumina` removes kind's cluster and its state; {then}"
+    if provider == "context":
+        return (
+            "a cluster reached through a kube context is never wiped by this tool; to start "
+            f"the app from empty, delete its namespace (`kubectl delete namespace {namespace}`)"
+        )
+    return f"delete the cluster with the {provider} provider's own tool; {then}"

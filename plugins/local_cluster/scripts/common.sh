@@ -20,6 +20,9 @@ PID_DIR="$CLUSTER_DIR/pids"
 PKI_DIR="$CLUSTER_DIR/pki"
 KUBECONFIG_ADMIN="$CLUSTER_DIR/admin.kubeconfig"
 CONTAINERD_SOCK="$CLUSTER_DIR/containerd/containerd.sock"
+# containerd's state (its tasks' mounts, the sandboxes' shm) lives on tmpfs, outside the
+# cache; LUMINA_RUN_DIR moves it, e.g. for a second cache (and for the tests).
+RUN_DIR="${LUMINA_RUN_DIR:-/run/lumina-cluster}"
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >>"$LOG_DIR/lumina-cluster.log" 2>/dev/null || true; }
 progress() { printf '[local-cluster] %s\n' "$*"; log "$*"; }

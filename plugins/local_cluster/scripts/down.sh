@@ -8,8 +8,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 mkdir -p "$LOG_DIR" "$CLUSTER_DIR"
-# One up or down at a time: two at once would start every component twice.
-exec 8>"$CLUSTER_DIR/.lock"
+# One up or down at a time: two at once would start every component twice. A caller
+# that holds the lock already (wipe.sh) hands it down as descriptor 8: flock on that
+# same open file succeeds at once, where opening the file again would wait on itself.
+if [[ "$(readlink -f "/proc/$$/fd/8" 2>/dev/null)" != "$(readlink -f "$CLUSTER_DIR/.lock")" ]]; then
+  exec 8>"$CLUSTER_DIR/.lock"
+fi
 flock -w 900 8 || die "another up.sh or down.sh has held $CLUSTER_DIR/.lock for 15 minutes"
 
 stop() { # NAME: TERM, then KILL after 20 s

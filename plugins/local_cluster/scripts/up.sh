@@ -13,7 +13,7 @@ source "$here/common.sh"
 [[ "$(id -u)" == 0 ]] || die "the local cluster runs a kubelet and must be started as root (try: sudo $0)"
 
 mkdir -p "$CLUSTER_DIR" "$LOG_DIR" "$PID_DIR" "$CLUSTER_DIR/volumes" "$CLUSTER_DIR/cni/net.d" \
-  "$CLUSTER_DIR/images" "$CLUSTER_DIR/etcd" /run/lumina-cluster
+  "$CLUSTER_DIR/images" "$CLUSTER_DIR/etcd" "$RUN_DIR"
 chmod 700 "$CLUSTER_DIR/etcd"
 # One up or down at a time: two at once would start every component twice.
 exec 8>"$CLUSTER_DIR/.lock"
@@ -42,7 +42,7 @@ done
 "$here/build.sh"
 
 NODE_IP="$(node_ip)"
-export CLUSTER_DIR PKI_DIR CONTAINERD_SOCK PAUSE_IMAGE CNI_BIN_DIR CLUSTER_DNS_IP POD_CIDR \
+export CLUSTER_DIR RUN_DIR PKI_DIR CONTAINERD_SOCK PAUSE_IMAGE CNI_BIN_DIR CLUSTER_DNS_IP POD_CIDR \
   CLUSTER_CIDR NODE_NAME NODE_IP COREDNS_IMAGE
 
 # render TEMPLATE OUT: fill ${VAR} placeholders from the environment; an
