@@ -25,6 +25,43 @@ CONFIG_FILE = pathlib.Path("config/lumina.toml")
 #: Credentials, not settings: read by :mod:`reconciler.building.registries` from the secrets file or
 #: the environment, so they are never part of a settings object that may be shown or saved.
 CREDENTIAL_VARIABLES = frozenset({"LUMINA_REGISTRY_USERNAME", "LUMINA_REGISTRY_PASSWORD"})
+#: Read by the tools around the reconciler (the local cluster's scripts, bootstrap, the
+#: Helm and base-image installers, the tests), not settings: documented where they are
+#: read, and never an "unknown setting" (``LUMINA_DAEMON=service nox -s bootstrap``).
+TOOL_VARIABLES = frozenset(
+    {
+        "LUMINA_BASE_IMAGES_HOST_CAS",
+        "LUMINA_BASE_IMAGES_PULL",
+        "LUMINA_BIN",
+        "LUMINA_BUILD_JOBS",
+        "LUMINA_CACHE",
+        "LUMINA_CACHE_DIR",
+        "LUMINA_BENCH_BACKEND_BASELINE",
+        "LUMINA_CHART_TEST_TAG",
+        "LUMINA_CNI_BIN_DIR",
+        "LUMINA_CNI_CACHE_DIR",
+        "LUMINA_COREDNS_VERSION",
+        "LUMINA_DAEMON",
+        "LUMINA_DEBIAN_MIRROR",
+        "LUMINA_DOCKERD_LOG",
+        "LUMINA_DOCKERD_WAIT",
+        "LUMINA_DOCKER_CONTAINERD_LOG",
+        "LUMINA_ETCD_VERSION",
+        "LUMINA_GOTOOLCHAIN",
+        "LUMINA_HELM",
+        "LUMINA_HELM_BUILD",
+        "LUMINA_HELM_VERSION",
+        "LUMINA_KEEP_IMAGES",
+        "LUMINA_KIND_CLUSTER",
+        "LUMINA_KUBECTL",
+        "LUMINA_KUBE_ROUTER_VERSION",
+        "LUMINA_MINIKUBE_PROFILE",
+        "LUMINA_NODE_NAME",
+        "LUMINA_NODE_REGISTRY_PORT",
+        "LUMINA_PYTHON",
+        "LUMINA_RUN_DIR",
+    }
+)
 
 
 class TriggerMode(enum.StrEnum):
@@ -195,6 +232,7 @@ def _read_environment() -> dict[str, Any]:
         if name.startswith(ENV_PREFIX)
         and name[len(ENV_PREFIX) :].lower() not in Settings.known_keys
         and name not in CREDENTIAL_VARIABLES
+        and name not in TOOL_VARIABLES
     )
     if unknown:
         known = ", ".join(ENV_PREFIX + key.upper() for key in sorted(Settings.known_keys))

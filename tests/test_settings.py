@@ -147,3 +147,15 @@ def test_a_state_directory_that_is_a_file_is_named_by_every_command(
         assert result.returncode == 2, result.stderr
         assert "is a file, not a directory" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_the_tools_own_variables_are_not_unknown_settings(
+    project: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LUMINA_DAEMON=service nox -s bootstrap`` (the README's) and ``LUMINA_CACHE``
+    (the local cluster's cache) are read by the tools around the reconciler: every
+    ``lumina-reconcile`` command refused to start with them set."""
+    monkeypatch.setenv("LUMINA_DAEMON", "service")
+    monkeypatch.setenv("LUMINA_CACHE", "/somewhere")
+    monkeypatch.setenv("LUMINA_KUBECTL", "/usr/bin/kubectl")
+    assert settings.load_settings(project).namespace == "lumina"
