@@ -165,9 +165,30 @@ for netns in "${namespaces[@]}"; do
     progress "would delete the pods' network namespace $name"
   else
     progress "deleting the pods' network namespace $name"
-    ip netns delete "$name" || die "cannot delete network namespace $name"
+    if ! ip netns delete "$name" 2>/dev/null; then
+      # Its file can be held busy (a mount seen from another mount namespace): then
+      # empty it instead, so no link in it answers for an address the fresh IPAM hands
+      # out again; the empty namespace left behind holds nothing.
+      progress "network namespace $name is held busy: left, its links go with the bridge's below"
+    fi
   fi
 done
+
+# The cluster is stopped: every veth still on its bridge is a pod's that will not come
+# back, and its other end (in a namespace that could not be deleted) would answer for
+# an address the fresh IPAM hands out again. Deleting one end deletes the pair.
+bridge="$(sed -n 's/.*"bridge": *"\([^"]*\)".*/\1/p' "$here/../config/10-lumina-bridge.conflist" | head -1)"
+if [[ -n "$bridge" ]] && ip link show "$bridge" >/dev/null 2>&1; then
+  while read -r link; do
+    [[ -n "$link" ]] || continue
+    if $dry_run; then
+      progress "would delete $link, a pod's link left on bridge $bridge"
+    else
+      progress "deleting $link, a pod's link left on bridge $bridge"
+      ip link delete "$link" 2>/dev/null || progress "could not delete $link (left)"
+    fi
+  done < <(ip -o link show master "$bridge" type veth 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1)
+fi
 
 for round in 1 2 3 4 5; do
   mapfile -d '' mounts < <(mounts_under "$cluster_dir" "$run_dir")
