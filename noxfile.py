@@ -76,6 +76,8 @@ def tests(session: nox.Session) -> None:
         "--ignore=tests/tools",
         "--ignore=tests/faults",
         "--ignore=tests/security",
+        "-n",
+        "2",
         *session.posargs,
     )
 
