@@ -1,7 +1,8 @@
 """The reconcile loop on the real cluster: only what changed is built, failures roll back.
 
-Every test commits in a clone of this repository (fixture ``workspace``) and runs
-``lumina-reconcile once --mode commit`` there, so each change is exactly one commit.
+Every test commits in a clone of this repository (fixture ``workspace``: this module's
+own environment, installed from nothing) and runs ``lumina-reconcile once --mode
+commit`` there, so each change is exactly one commit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 import uuid
 
+import environments
 import httpx
 import pytest
 from conftest import (
@@ -35,6 +37,8 @@ from reconciler.cluster import kube
 from reconciler.releasing import helm
 
 BACKEND_MAIN = "services/backend/app/main.py"
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
 
 
 def _once(repo: pathlib.Path) -> tuple[int, str]:
@@ -69,7 +73,7 @@ def _backend_image(helm_env: dict[str, str], revision: int) -> str:
         "values",
         "lumina-todo",
         "-n",
-        "lumina",
+        NAMESPACE,
         "--revision",
         str(revision),
         "-o",
@@ -90,10 +94,10 @@ def adopted(workspace: pathlib.Path, helm_env: dict[str, str]) -> int:
     cycle then finds nothing to do."""
     code, output = _once(workspace)
     assert code == 0, output
-    revision = helm_revision(helm_env)
+    revision = helm_revision(helm_env, NAMESPACE)
     code, output = _once(workspace)
     assert code == 0 and _says(output, "nothing-to-do"), output
-    assert helm_revision(helm_env) == revision
+    assert helm_revision(helm_env, NAMESPACE) == revision
     return revision
 
 
@@ -105,8 +109,11 @@ def test_backend_commit_rebuilds_only_the_backend(
     user: httpx.Client,
 ) -> None:
     todo = json_of(user.post("/api/todos", json={"title": "survives the upgrade"}))
-    frontend, chatbot = pod_uids(cluster, "frontend"), pod_uids(cluster, "chatbot")
-    backend = pod_uids(cluster, "backend")
+    frontend, chatbot = (
+        pod_uids(cluster, "frontend", NAMESPACE),
+        pod_uids(cluster, "chatbot", NAMESPACE),
+    )
+    backend = pod_uids(cluster, "backend", NAMESPACE)
     path = workspace / BACKEND_MAIN
     # A change no earlier run made, so the image is really built (not found and reused).
     path.write_text(path.read_text() + f"\n# e2e: a backend-only change {uuid.uuid4()}\n")
@@ -117,10 +124,10 @@ def test_backend_commit_rebuilds_only_the_backend(
     cycle = _last_cycle(workspace)
     assert cycle["outcome"] == "converged"
     assert cycle["built"] == ["backend"]
-    assert helm_revision(helm_env) == adopted + 1
-    assert pod_uids(cluster, "frontend") == frontend
-    assert pod_uids(cluster, "chatbot") == chatbot
-    assert pod_uids(cluster, "backend").isdisjoint(backend)
+    assert helm_revision(helm_env, NAMESPACE) == adopted + 1
+    assert pod_uids(cluster, "frontend", NAMESPACE) == frontend
+    assert pod_uids(cluster, "chatbot", NAMESPACE) == chatbot
+    assert pod_uids(cluster, "backend", NAMESPACE).isdisjoint(backend)
     answers: list[int] = []
 
     def todo_served() -> bool:
@@ -137,19 +144,19 @@ def test_backend_commit_rebuilds_only_the_backend(
 def test_docs_only_commit_builds_and_upgrades_nothing(
     workspace: pathlib.Path, helm_env: dict[str, str]
 ) -> None:
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     (workspace / "README.md").write_text((workspace / "README.md").read_text() + "\nMore docs.\n")
     commit(workspace, "docs only")
     code, output = _once(workspace)
     assert code == 0, output
     assert _says(output, "nothing-to-do"), output
-    assert helm_revision(helm_env) == before
+    assert helm_revision(helm_env, NAMESPACE) == before
 
 
 def test_chart_only_change_upgrades_without_builds(
     workspace: pathlib.Path, helm_env: dict[str, str]
 ) -> None:
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     values = workspace / "helm/lumina-todo/values.yaml"
     values.write_text(values.read_text() + "\n# e2e: a chart-only change\n")
     commit(workspace, "chart only")
@@ -157,7 +164,7 @@ def test_chart_only_change_upgrades_without_builds(
     assert code == 0, output
     cycle = _last_cycle(workspace)
     assert cycle["outcome"] == "converged" and cycle["built"] == []
-    assert helm_revision(helm_env) == before + 1
+    assert helm_revision(helm_env, NAMESPACE) == before + 1
 
 
 def test_crashing_backend_is_rolled_back_fast_and_explained(
@@ -183,7 +190,7 @@ def test_crashing_backend_is_rolled_back_fast_and_explained(
     )
     assert "e2e: the backend refuses to start" in path.read_text()
     commit(workspace, "backend: crash on start")
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     served_before = _backend_image(helm_env, before)
     timeout = float(os.environ.get("LUMINA_HELM_TIMEOUT_SECONDS", "300"))
     assert timeout >= 300, "the claim is about Helm's default 300 s timeout"
@@ -201,11 +208,11 @@ def test_crashing_backend_is_rolled_back_fast_and_explained(
     assert took < timeout, f"the cycle took {took:.0f}s: it sat out a {timeout:.0f}s timeout"
     assert cycle["states"][-2:] == ["rollout-failed", "rolled-back"], cycle
     # Deployed at the previous revision's content; no helm left running; nothing pending.
-    assert helm_status(helm_env) == "deployed"
-    after = helm_revision(helm_env)
+    assert helm_status(helm_env, NAMESPACE) == "deployed"
+    after = helm_revision(helm_env, NAMESPACE)
     assert after == before + 2, (before, after)  # the upgrade, then its rollback
     assert _backend_image(helm_env, after) == served_before
-    assert not helm.helm_writers("lumina-todo", "lumina")
+    assert not helm.helm_writers("lumina-todo", NAMESPACE)
     # Recreate leaves the backend without a pod while it rolls back: bounded patience.
     wait_for(
         lambda: user.get(f"/api/todos/{todo['id']}").status_code == 200,
@@ -231,7 +238,7 @@ def test_crashing_backend_is_rolled_back_fast_and_explained(
 def test_dockerfile_syntax_error_builds_nothing_and_deploys_nothing(
     workspace: pathlib.Path, helm_env: dict[str, str]
 ) -> None:
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     dockerfile = workspace / "services/chatbot/Dockerfile"
     good = dockerfile.read_text()
     dockerfile.write_text("FROMM python:3.13-slim\n" + good)
@@ -239,7 +246,7 @@ def test_dockerfile_syntax_error_builds_nothing_and_deploys_nothing(
     code, output = _once(workspace)
     assert code == 1 and _says(output, "build-failed"), output
     assert "chatbot" in output
-    assert helm_revision(helm_env) == before
+    assert helm_revision(helm_env, NAMESPACE) == before
     dockerfile.write_text(good)
     commit(workspace, "chatbot: Dockerfile fixed")
     code, output = _once(workspace)
@@ -277,7 +284,7 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
     path = workspace / BACKEND_MAIN
     path.write_text(path.read_text() + "\n# e2e: change for the kill test\n")
     commit(workspace, "backend: change deployed by a daemon killed mid-upgrade")
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     daemon = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "run", "--repo", str(workspace), "--mode", "commit"],
         stdout=subprocess.PIPE,
@@ -310,7 +317,7 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
         reader.join(timeout=30)
     code, output = _once(workspace)
     assert code == 0, output
-    assert helm_status(helm_env) == "deployed"
+    assert helm_status(helm_env, NAMESPACE) == "deployed"
     history = run(
         helm_env["helm"],
         "--kubeconfig",
@@ -320,14 +327,14 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
         "history",
         "lumina-todo",
         "-n",
-        "lumina",
+        NAMESPACE,
         "-o",
         "json",
     ).stdout
     statuses = [entry["status"] for entry in json.loads(history)]
     assert not any(status.startswith("pending") for status in statuses)
     # One upgrade for the change (plus at most one rollback if the kill left it failed).
-    assert helm_revision(helm_env) - before <= 3
+    assert helm_revision(helm_env, NAMESPACE) - before <= 3
     # The image built before the kill is reused, never built again.
     assert _says(output, "converged", "nothing-to-do"), output
     if _says(output, "converged"):
@@ -337,7 +344,7 @@ def test_kill_during_an_upgrade_recovers_without_a_stuck_release(
 def test_manual_changes_are_reported_as_drift_and_corrected(
     workspace: pathlib.Path, cluster: kube.Kube, helm_env: dict[str, str]
 ) -> None:
-    lumina = [*kubectl(helm_env), "-n", "lumina"]
+    lumina = [*kubectl(helm_env), "-n", NAMESPACE]
     run(*lumina, "scale", "deployment/frontend", "--replicas=2")
     run(*lumina, "set", "image", "deployment/chatbot", "chatbot=lumina/chatbot:set-by-hand")
     report = reconcile(workspace, "drift", "--json", check=False)
@@ -346,7 +353,7 @@ def test_manual_changes_are_reported_as_drift_and_corrected(
     assert ("frontend", "spec.replicas") in fields
     assert ("chatbot", "container chatbot image") in fields
 
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     daemon = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "run", "--repo", str(workspace), "--mode", "commit"],
         stdout=subprocess.PIPE,
@@ -357,8 +364,8 @@ def test_manual_changes_are_reported_as_drift_and_corrected(
     try:
 
         def corrected() -> bool:
-            frontend = cluster.get("apps/v1", "Deployment", "lumina", "frontend")
-            chatbot = cluster.get("apps/v1", "Deployment", "lumina", "chatbot")
+            frontend = cluster.get("apps/v1", "Deployment", NAMESPACE, "frontend")
+            chatbot = cluster.get("apps/v1", "Deployment", NAMESPACE, "chatbot")
             image = chatbot["spec"]["template"]["spec"]["containers"][0]["image"] if chatbot else ""
             return (
                 frontend is not None
@@ -372,7 +379,7 @@ def test_manual_changes_are_reported_as_drift_and_corrected(
         output, _ = daemon.communicate(timeout=120)
     assert daemon.returncode == 0, output
     assert "drift: frontend" in output
-    assert helm_revision(helm_env) == before + 1
+    assert helm_revision(helm_env, NAMESPACE) == before + 1
     assert reconcile(workspace, "drift", check=False).returncode == 0
 
 
@@ -415,7 +422,7 @@ def test_a_damaged_state_file_does_not_stop_the_daemon_and_the_next_change_deplo
         assert status["last_cycle"]["outcome"] == "converged", status
         assert status["state_problem"] is None, status
         assert status["services"]["backend"]["tag"] in _backend_image(
-            helm_env, helm_revision(helm_env)
+            helm_env, helm_revision(helm_env, NAMESPACE)
         )
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -433,16 +440,18 @@ def test_an_image_the_node_lost_is_delivered_again_not_rolled_back(
     revision — no rollback of what the repository asks for."""
     code, output = _once(workspace)
     assert code == 0, output
-    revision = helm_revision(helm_env)
+    revision = helm_revision(helm_env, NAMESPACE)
     image = _backend_image(helm_env, revision)
     socket = pathlib.Path.home() / ".cache/lumina/cluster/containerd/containerd.sock"
     ctr = ["ctr", "--address", str(socket), "-n", "k8s.io"]
     run(*ctr, "images", "rm", f"docker.io/{image}")
-    run(*kubectl(helm_env), "-n", "lumina", "delete", "pod", "-l", "app.kubernetes.io/name=backend")
+    run(
+        *kubectl(helm_env), "-n", NAMESPACE, "delete", "pod", "-l", "app.kubernetes.io/name=backend"
+    )
     wait_for(
         lambda: (
-            "ImagePull" in run(*kubectl(helm_env), "-n", "lumina", "get", "pods").stdout
-            or "ErrImage" in run(*kubectl(helm_env), "-n", "lumina", "get", "pods").stdout
+            "ImagePull" in run(*kubectl(helm_env), "-n", NAMESPACE, "get", "pods").stdout
+            or "ErrImage" in run(*kubectl(helm_env), "-n", NAMESPACE, "get", "pods").stdout
         ),
         120,
         "the new backend pod to miss its image",
@@ -454,8 +463,8 @@ def test_an_image_the_node_lost_is_delivered_again_not_rolled_back(
     code, output = _once(workspace)
     assert code == 0, output
     assert "the node lacks the image of backend" in output, output
-    assert helm_revision(helm_env) == revision, "nothing was upgraded or rolled back"
-    assert helm_status(helm_env) == "deployed"
+    assert helm_revision(helm_env, NAMESPACE) == revision, "nothing was upgraded or rolled back"
+    assert helm_status(helm_env, NAMESPACE) == "deployed"
     cycle = _last_cycle(workspace)
     assert "rollout-failed" not in cycle["states"], cycle
     assert user.get("/api/todos").status_code == 200

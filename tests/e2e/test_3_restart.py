@@ -1,11 +1,20 @@
-"""``nox -s cluster -- down`` then ``up``: the stack returns, and its data with it."""
+"""``nox -s cluster -- down`` then ``up``: the stack returns, and its data with it.
+
+Exclusive: it stops the whole cluster, under every other environment too.
+"""
 
 from __future__ import annotations
 
 import sys
 
+import environments
 import httpx
-from conftest import FRONTEND, json_of, run, wait_for
+import pytest
+from conftest import json_of, run, wait_for
+
+FRONTEND = environments.for_module(__file__).url
+
+pytestmark = pytest.mark.exclusive
 
 
 def test_cluster_down_and_up_keeps_the_data(user: httpx.Client) -> None:

@@ -4,8 +4,8 @@ Clones of this repository deploy with ``LUMINA_REGISTRY`` set to a registry star
 this module (Debian's ``docker-registry``): images are pushed, never loaded into the
 node, and the node's containerd pulls them. The registry is asked which digests it
 holds, so an edit pushes one image and a second clone of the same commit builds and
-pushes nothing. At the end the release goes back to the project checkout's own state
-(images loaded into the node, no registry), as the other suites expect.
+pushes nothing. The release is this module's own environment, installed from nothing
+(with images loaded into the node) by the ``workspace`` fixture.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import environments
 import httpx
 import pytest
 from conftest import (
     GIT_ENV,
-    ROOT,
     commit,
     helm_revision,
     helm_status,
@@ -40,6 +40,8 @@ from reconciler.cluster import kube
 
 SERVICES = ("backend", "chatbot", "frontend")
 BACKEND_MAIN = "services/backend/app/main.py"
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
 
 
 def _once(repo: pathlib.Path, registry: str | None) -> tuple[int, str]:
@@ -69,26 +71,28 @@ def _deployed_tags(repo: pathlib.Path) -> dict[str, str]:
     return {name: service["tag"] for name, service in status["services"].items()}
 
 
-def _clone(source: pathlib.Path, destination: pathlib.Path) -> pathlib.Path:
-    """A clone whose tracked branch (``main``) is the source's checked-out commit."""
+def _clone(
+    destination: pathlib.Path, workspace: pathlib.Path, source: pathlib.Path | None = None
+) -> pathlib.Path:
+    """A clone of this module's environment (of ``source``'s checked-out commit, else of
+    the checkout's HEAD), with the environment's secrets."""
+    if source is None:
+        return environments.clone(ENVIRONMENT, destination, secrets_from=workspace)
     run("git", "clone", "-q", str(source), str(destination))
     run("git", "checkout", "-q", "-B", "main", cwd=destination)
-    secrets_file = ROOT / "config" / "secrets.env"
-    if secrets_file.exists():
-        (destination / "config").mkdir(exist_ok=True)
-        shutil.copyfile(secrets_file, destination / "config" / "secrets.env")
+    shutil.copyfile(workspace / "config" / "secrets.env", destination / "config" / "secrets.env")
     return destination
 
 
 def _container(cluster: kube.Kube, service: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment's container spec and its one running pod's container status."""
-    deployment = cluster.get("apps/v1", "Deployment", "lumina", service)
+    deployment = cluster.get("apps/v1", "Deployment", NAMESPACE, service)
     assert deployment is not None
     spec = deployment["spec"]["template"]["spec"]["containers"][0]
     pods = [
         pod
         for pod in cluster.list(
-            "v1", "Pod", "lumina", label_selector=f"app.kubernetes.io/name={service}"
+            "v1", "Pod", NAMESPACE, label_selector=f"app.kubernetes.io/name={service}"
         )
         if not pod["metadata"].get("deletionTimestamp")
     ]
@@ -121,17 +125,17 @@ def registry(registry_servers: Callable[..., Any]) -> Any:
 def clones(
     workspace: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[pathlib.Path]:
-    """A directory for this module's clones; afterwards the release is given back to the
-    project checkout's state (the ``workspace`` fixture has stopped its daemon)."""
+    """A directory for this module's clones (the environment is deleted afterwards)."""
     yield tmp_path_factory.mktemp("registry-clones")
-    reconcile(ROOT, "once")
 
 
 @pytest.fixture(scope="module")
-def first(clones: pathlib.Path, registry: Any, cluster: kube.Kube) -> tuple[pathlib.Path, str]:
+def first(
+    clones: pathlib.Path, registry: Any, cluster: kube.Kube, workspace: pathlib.Path
+) -> tuple[pathlib.Path, str]:
     """A clone of the project deploys through the registry: each image the registry
     lacks is pushed (all three into this fresh one), none is loaded into the node."""
-    clone = _clone(ROOT, clones / "first")
+    clone = _clone(clones / "first", workspace)
     prefix = f"{registry.address}/lumina"
     code, output = _once(clone, prefix)
     assert code == 0, output
@@ -149,9 +153,10 @@ def test_a_push_failure_leaves_the_release_untouched(
     clones: pathlib.Path,
     registry_servers: Callable[..., Any],
     helm_env: dict[str, str],
+    workspace: pathlib.Path,
 ) -> None:
-    clone = _clone(ROOT, clones / "refused")
-    before = helm_revision(helm_env)
+    clone = _clone(clones / "refused", workspace)
+    before = helm_revision(helm_env, NAMESPACE)
     refusing = registry_servers(read_only=True)  # answers questions, refuses pushes
     code, output = _once(clone, f"{refusing.address}/lumina")
     assert code == 1, output
@@ -163,8 +168,8 @@ def test_a_push_failure_leaves_the_release_untouched(
     code, output = _once(clone, f"127.0.0.1:{closed}/lumina")
     assert code == 1, output
     assert "push-failed: cannot ask the registry" in output, output
-    assert helm_revision(helm_env) == before
-    assert helm_status(helm_env) == "deployed"
+    assert helm_revision(helm_env, NAMESPACE) == before
+    assert helm_status(helm_env, NAMESPACE) == "deployed"
 
 
 def test_an_edit_builds_and_pushes_only_that_service(
@@ -175,8 +180,8 @@ def test_an_edit_builds_and_pushes_only_that_service(
     user: httpx.Client,
 ) -> None:
     clone, prefix = first
-    before = helm_revision(helm_env)
-    others = {service: pod_uids(cluster, service) for service in ("frontend", "chatbot")}
+    before = helm_revision(helm_env, NAMESPACE)
+    others = {service: pod_uids(cluster, service, NAMESPACE) for service in ("frontend", "chatbot")}
     stored_before = registry.pushes()
     path = clone / BACKEND_MAIN
     # A change no earlier run made, so the image is really built (not found and reused).
@@ -191,8 +196,8 @@ def test_an_edit_builds_and_pushes_only_that_service(
     assert cycle["built"] == ["backend"] and cycle["pushed"] == ["backend"], cycle
     tag = _deployed_tags(clone)["backend"]
     assert registry.pushes()[len(stored_before) :] == [f"lumina/backend:{tag}"]
-    assert helm_revision(helm_env) == before + 1
-    assert {service: pod_uids(cluster, service) for service in others} == others
+    assert helm_revision(helm_env, NAMESPACE) == before + 1
+    assert {service: pod_uids(cluster, service, NAMESPACE) for service in others} == others
     spec, status = _container(cluster, "backend")
     assert spec["image"] == f"{prefix}/backend:{tag}"
     assert status["imageID"].startswith(f"{prefix}/backend@sha256:"), status
@@ -206,21 +211,22 @@ def test_a_second_clone_builds_and_pushes_nothing(
     cluster: kube.Kube,
     helm_env: dict[str, str],
     user: httpx.Client,
+    workspace: pathlib.Path,
 ) -> None:
     """Another clone of the same commit, on a machine state that cannot help: the release
     runs the checkout's local images again and the registry-named images are gone from
     the engine. Only the registry knows the digests — and it is asked."""
     clone, prefix = first
     tags = _deployed_tags(clone)
-    reconcile(ROOT, "once")
+    reconcile(workspace, "once", "--mode", "commit")
     spec, _status = _container(cluster, "backend")
     assert not spec["image"].startswith(prefix)
     for service in SERVICES:
         run("docker", "rmi", f"{prefix}/{service}:{tags[service]}", check=False)
     stored_before = registry.pushes()
-    revision = helm_revision(helm_env)
+    revision = helm_revision(helm_env, NAMESPACE)
 
-    second = _clone(clone, clones / "second")
+    second = _clone(clones / "second", workspace, source=clone)
     code, output = _once(second, prefix)
     assert code == 0, output
     cycle = _last_cycle(second)
@@ -232,7 +238,7 @@ def test_a_second_clone_builds_and_pushes_nothing(
     assert cycle["built"] == [] and cycle["pushed"] == [], cycle
     assert cycle["in_registry"] == list(SERVICES), cycle
     assert registry.pushes() == stored_before
-    assert helm_revision(helm_env) == revision + 1
+    assert helm_revision(helm_env, NAMESPACE) == revision + 1
     _assert_pods_run_what_the_registry_holds(cluster, prefix, tags)
     wait_for(lambda: user.get("/api/todos").status_code == 200, 120, "the backend serving")
     # And a cycle later there is nothing left to do: no build, no push, no upgrade.

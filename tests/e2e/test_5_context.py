@@ -1,7 +1,8 @@
 """The ``context`` provider on a real API server: refuses what it must, deploys otherwise.
 
 A kubeconfig of three contexts is written for the local cluster's API server, the way a
-team hands one out: ``reader`` (a ServiceAccount that may only read in ``lumina``),
+team hands one out: ``reader`` (a ServiceAccount that may only read in this module's
+namespace),
 ``nowhere`` (an API server address nobody listens on) and ``team`` (full rights). The
 reconciler, told ``LUMINA_CLUSTER=context``, must refuse the first two before any helm
 call, naming the context and the reason, and deploy a chart change through the third
@@ -16,11 +17,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import environments
 import pytest
 import yaml
 from conftest import GIT_ENV, commit, helm_revision, kubectl, run
 
-NAMESPACE = "lumina"
+NAMESPACE = environments.for_module(__file__).namespace
 ACCOUNT = "lumina-e2e-reader"
 
 
@@ -46,8 +48,9 @@ def _once(repo: pathlib.Path, kubeconfig: pathlib.Path, context: str) -> tuple[i
 
 @pytest.fixture(scope="module")
 def team_kubeconfig(
-    helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, workspace: pathlib.Path
 ) -> Iterator[pathlib.Path]:
+    """The team's kubeconfig, for this module's environment (installed by ``workspace``)."""
     k = kubectl(helm_env)
     reader_rbac = f"""
 apiVersion: v1
@@ -107,23 +110,23 @@ subjects: [{{kind: ServiceAccount, name: {ACCOUNT}, namespace: {NAMESPACE}}}]
 def test_a_context_that_may_not_write_the_namespace_is_refused(
     workspace: pathlib.Path, team_kubeconfig: pathlib.Path, helm_env: dict[str, str]
 ) -> None:
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     code, output = _once(workspace, team_kubeconfig, "reader")
     assert code != 0, output
     assert "kube context reader" in output and f"namespace {NAMESPACE}" in output, output
     assert "may not write" in output, output
-    assert helm_revision(helm_env) == before
+    assert helm_revision(helm_env, NAMESPACE) == before
 
 
 def test_a_context_whose_api_server_does_not_answer_is_refused(
     workspace: pathlib.Path, team_kubeconfig: pathlib.Path, helm_env: dict[str, str]
 ) -> None:
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     code, output = _once(workspace, team_kubeconfig, "nowhere")
     assert code != 0, output
     assert "kube context nowhere" in output and "not reachable" in output, output
     assert "Traceback" not in output, output
-    assert helm_revision(helm_env) == before
+    assert helm_revision(helm_env, NAMESPACE) == before
 
 
 def test_a_writable_context_deploys_a_chart_change_and_starts_nothing(
@@ -136,7 +139,7 @@ def test_a_writable_context_deploys_a_chart_change_and_starts_nothing(
         str(workspace), cwd=workspace, check=False,
     )  # fmt: skip
     assert settled.returncode == 0, settled.stdout + settled.stderr
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     pids = sorted((pathlib.Path.home() / ".cache/lumina/cluster/pids").glob("*.pid"))
     running = {pid.name: pid.read_text() for pid in pids}
 
@@ -145,7 +148,7 @@ def test_a_writable_context_deploys_a_chart_change_and_starts_nothing(
     commit(workspace, "chart: through the team context")
     code, output = _once(workspace, team_kubeconfig, "team")
     assert code == 0, output
-    assert helm_revision(helm_env) == before + 1
+    assert helm_revision(helm_env, NAMESPACE) == before + 1
     # The provider neither started nor restarted any component of the cluster.
     assert {pid.name: pid.read_text() for pid in pids} == running
     assert "starting" not in output, output

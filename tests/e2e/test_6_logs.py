@@ -16,19 +16,21 @@ import sys
 import threading
 import uuid
 
+import environments
 from conftest import commit, reconcile, wait_for
 
 from reconciler.cluster import kube
 
 BACKEND_MAIN = "services/backend/app/main.py"
 PREFIX = "backend | "
+NAMESPACE = environments.for_module(__file__).namespace
 
 
 def _backend_pods(cluster: kube.Kube) -> set[str]:
     return {
         str(pod["metadata"]["name"])
         for pod in cluster.list(
-            "v1", "Pod", "lumina", label_selector="app.kubernetes.io/name=backend"
+            "v1", "Pod", NAMESPACE, label_selector="app.kubernetes.io/name=backend"
         )
         if not pod["metadata"].get("deletionTimestamp")
     }

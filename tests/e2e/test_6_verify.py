@@ -1,4 +1,4 @@
-"""``lumina-reconcile verify`` on the bootstrapped stack: the seed's table, all green.
+"""``lumina-reconcile verify`` on this module's environment: the seed's table, all green.
 
 Also runs the README's plain ``kubectl`` equivalents the command prints for the in-pod
 health rows (the images have no curl: python, or node for the frontend), and checks that
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shlex
 import subprocess
 import sys
 from typing import Any
 
-from conftest import FRONTEND, GIT_ENV, ROOT, kubectl, run, wait_for
+import environments
+from conftest import GIT_ENV, kubectl, run, wait_for
+
+ENVIRONMENT = environments.for_module(__file__)
 
 ROWS = [
     "pods running",
@@ -28,10 +32,12 @@ ROWS = [
 ]
 
 
-def _verify(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _verify(
+    repo: pathlib.Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler", "verify", *args, "--repo", str(ROOT)],
-        cwd=ROOT,
+        [sys.executable, "-m", "reconciler", "verify", *args, "--repo", str(repo)],
+        cwd=repo,
         capture_output=True,
         text=True,
         env={**os.environ, **GIT_ENV, **(env or {})},
@@ -40,11 +46,11 @@ def _verify(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def _verified() -> dict[str, Any]:
+def _verified(repo: pathlib.Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     def passes() -> bool:
-        done = _verify("--json")
+        done = _verify(repo, "--json")
         try:
             found.update(json.loads(done.stdout))
         except ValueError:
@@ -53,7 +59,7 @@ def _verified() -> dict[str, Any]:
             ) from None
         return done.returncode == 0
 
-    # Earlier e2e modules may have left a rollout finishing: wait, bounded.
+    # The install may still be finishing a rollout: wait, bounded.
     try:
         wait_for(passes, 240, "lumina-reconcile verify to pass")
     except AssertionError:
@@ -62,23 +68,25 @@ def _verified() -> dict[str, Any]:
     return found
 
 
-def test_verify_passes_every_row_of_the_seed_table() -> None:
-    document = _verified()
-    assert document["passed"] is True and document["namespace"] == "lumina"
-    assert document["app_url"] == FRONTEND
+def test_verify_passes_every_row_of_the_seed_table(workspace: pathlib.Path) -> None:
+    document = _verified(workspace)
+    assert document["passed"] is True and document["namespace"] == ENVIRONMENT.namespace
+    assert document["app_url"] == ENVIRONMENT.url
     # Every row of the seed's table, once (the services' rows follow the plugins' order).
     assert sorted(check["name"] for check in document["checks"]) == sorted(ROWS)
     assert all(check["passed"] for check in document["checks"])
     by_name = {check["name"]: check for check in document["checks"]}
-    assert "frontend NodePort 3000->30080" in by_name["services present"]["detail"]
+    assert (
+        f"frontend NodePort 3000->{ENVIRONMENT.node_port}" in by_name["services present"]["detail"]
+    )
     assert "backend-data Bound" in by_name["PVC bound"]["detail"]
     assert by_name["backend health (in its pod)"]["detail"].endswith("/api/health HTTP 200")
     assert by_name["chatbot health (in its pod)"]["detail"].endswith("/health HTTP 200")
 
 
-def test_verify_prints_the_table_and_exits_zero() -> None:
-    _verified()
-    done = _verify()
+def test_verify_prints_the_table_and_exits_zero(workspace: pathlib.Path) -> None:
+    _verified(workspace)
+    done = _verify(workspace)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all checks pass" in done.stdout
     for row in ("pods running", "PVC bound", "secrets present"):
@@ -86,9 +94,9 @@ def test_verify_prints_the_table_and_exits_zero() -> None:
 
 
 def test_the_printed_kubectl_equivalents_work_with_these_images(
-    helm_env: dict[str, str],
+    helm_env: dict[str, str], workspace: pathlib.Path
 ) -> None:
-    document = _verified()
+    document = _verified(workspace)
     for check in document["checks"]:
         if not check["name"].endswith("(in its pod)"):
             continue
@@ -98,8 +106,8 @@ def test_the_printed_kubectl_equivalents_work_with_these_images(
         assert out.strip().splitlines()[-1] == "200", (check["name"], out)
 
 
-def test_verify_fails_row_by_row_where_nothing_runs() -> None:
-    done = _verify("--json", env={"LUMINA_NAMESPACE": "lumina-verify-nothing-here"})
+def test_verify_fails_row_by_row_where_nothing_runs(workspace: pathlib.Path) -> None:
+    done = _verify(workspace, "--json", env={"LUMINA_NAMESPACE": "lumina-verify-nothing-here"})
     assert done.returncode == 1, done.stdout + done.stderr
     document = json.loads(done.stdout)
     failed = {check["name"] for check in document["checks"] if not check["passed"]}

@@ -16,13 +16,17 @@ import secrets as random_secrets
 import uuid
 from collections.abc import Iterator
 
+import environments
 import httpx
 import pytest
-from conftest import FRONTEND, pod_uids, reconcile, wait_for
+from conftest import pod_uids, reconcile, wait_for
 
 from reconciler.cluster import kube
 
 PASSWORD = "correct horse battery staple"
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
+FRONTEND = ENVIRONMENT.url
 
 
 def _once(repo: pathlib.Path) -> tuple[int, str]:
@@ -31,8 +35,8 @@ def _once(repo: pathlib.Path) -> tuple[int, str]:
 
 
 def _deployed_jwt(cluster: kube.Kube) -> str:
-    secret = cluster.get("v1", "Secret", "lumina", "backend-secrets")
-    assert secret is not None, "no Secret backend-secrets in namespace lumina"
+    secret = cluster.get("v1", "Secret", NAMESPACE, "backend-secrets")
+    assert secret is not None, f"no Secret backend-secrets in namespace {NAMESPACE}"
     return base64.b64decode(secret["data"]["JWT_SECRET_KEY"]).decode()
 
 
@@ -51,7 +55,7 @@ def _signed_in(email: str) -> httpx.Client:
 
 
 def _uids(cluster: kube.Kube) -> dict[str, set[str]]:
-    return {name: pod_uids(cluster, name) for name in ("backend", "chatbot", "frontend")}
+    return {name: pod_uids(cluster, name, NAMESPACE) for name in ("backend", "chatbot", "frontend")}
 
 
 def _write_jwt(repo: pathlib.Path, value: str) -> None:

@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+import environments
 import httpx
 import pytest
 from conftest import (
-    FRONTEND,
     commit,
     helm_revision,
     json_of,
@@ -30,6 +30,9 @@ from conftest import (
 
 from reconciler.cluster import kube
 
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
+FRONTEND = ENVIRONMENT.url
 DOCKERFILE = "services/backend/Dockerfile"
 MIGRATION = "services/backend/app/migrations/versions/0003_e2e.py"
 UVICORN_CMD = 'CMD ["/opt/venv/bin/uvicorn"'
@@ -96,7 +99,7 @@ class Poller:
 def _trial_pods(cluster: kube.Kube) -> list[str]:
     return [
         str(pod["metadata"]["name"])
-        for pod in cluster.list("v1", "Pod", "lumina", label_selector="lumina.dev/trial")
+        for pod in cluster.list("v1", "Pod", NAMESPACE, label_selector="lumina.dev/trial")
     ]
 
 
@@ -112,8 +115,8 @@ def test_a_backend_that_cannot_start_is_refused_and_the_app_never_stops(
     crash = '["/opt/venv/bin/python", "-c", "import sys; sys.exit(\'e2e: refuses to start\')"]'
     path.write_text(path.read_text().replace(UVICORN_CMD, f"CMD {crash}\n# was: {UVICORN_CMD}", 1))
     commit(workspace, "backend: crash on start")
-    revision = helm_revision(helm_env)
-    serving = pod_uids(cluster, "backend")
+    revision = helm_revision(helm_env, NAMESPACE)
+    serving = pod_uids(cluster, "backend", NAMESPACE)
     with Poller(user.cookies, todo["id"]) as poller:
         code, output = _once(workspace)
     assert code == 1, output
@@ -122,8 +125,8 @@ def test_a_backend_that_cannot_start_is_refused_and_the_app_never_stops(
     # The app answered the whole time, from the pod that served before.
     assert poller.failed == [], poller.failed
     assert poller.ok >= 10, f"only {poller.ok} reads during the cycle"
-    assert helm_revision(helm_env) == revision, "nothing was upgraded"
-    assert pod_uids(cluster, "backend") == serving, "the serving pod was never replaced"
+    assert helm_revision(helm_env, NAMESPACE) == revision, "nothing was upgraded"
+    assert pod_uids(cluster, "backend", NAMESPACE) == serving, "the serving pod was never replaced"
     wait_for(lambda: _trial_pods(cluster) == [], 30, "the trial pod to be gone")
     # The same inputs are not tried again in a loop.
     again, output = _once(workspace)
@@ -142,23 +145,23 @@ def test_a_trial_pod_the_cluster_refuses_is_skipped_and_the_upgrade_goes_ahead(
     cap = {
         "apiVersion": "v1",
         "kind": "LimitRange",
-        "metadata": {"name": "e2e-cpu-cap", "namespace": "lumina"},
+        "metadata": {"name": "e2e-cpu-cap", "namespace": NAMESPACE},
         "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}}]},
     }
     cluster.apply(cap)
     try:
         source.write_text(original + f"# e2e: upgraded under a CPU cap {time.time_ns()}\n")
         commit(workspace, "backend: an edit under a CPU cap")
-        revision = helm_revision(helm_env)
+        revision = helm_revision(helm_env, NAMESPACE)
         code, output = _once(workspace)
     finally:
-        cluster.delete("v1", "LimitRange", "lumina", "e2e-cpu-cap")
+        cluster.delete("v1", "LimitRange", NAMESPACE, "e2e-cpu-cap")
         source.write_text(original)
     assert code == 0, output
     assert _says(output, "converged"), output
     assert "trial start skipped (the cluster refused a trial pod" in output, output
     assert "upgrading untried" in output, output
-    assert helm_revision(helm_env) == revision + 1
+    assert helm_revision(helm_env, NAMESPACE) == revision + 1
     assert _trial_pods(cluster) == []
 
 
@@ -178,14 +181,14 @@ def test_a_migration_that_fails_on_the_real_data_is_refused(
         '    op.drop_index("ix_e2e_title", table_name="todos")\n'
     )
     commit(workspace, "backend: unique titles")
-    revision = helm_revision(helm_env)
-    serving = pod_uids(cluster, "backend")
+    revision = helm_revision(helm_env, NAMESPACE)
+    serving = pod_uids(cluster, "backend", NAMESPACE)
     code, output = _once(workspace)
     assert code == 1, output
     assert _says(output, "trial-failed"), output
     assert "UNIQUE constraint failed" in output, output
-    assert helm_revision(helm_env) == revision
-    assert pod_uids(cluster, "backend") == serving
+    assert helm_revision(helm_env, NAMESPACE) == revision
+    assert pod_uids(cluster, "backend", NAMESPACE) == serving
 
 
 def test_a_failure_after_migrating_live_is_rolled_back_with_the_data_restored(
@@ -216,13 +219,13 @@ def test_a_failure_after_migrating_live_is_rolled_back_with_the_data_restored(
     command = f'CMD ["/opt/venv/bin/python", "-c", "{fails_live}"]'
     path.write_text(path.read_text().replace(UVICORN_CMD, f"{command}\n# was: {UVICORN_CMD}", 1))
     commit(workspace, "backend: new column, fails live")
-    before = helm_revision(helm_env)
+    before = helm_revision(helm_env, NAMESPACE)
     code, output = _once(workspace)
     assert code == 1, output
     assert _says(output, "rolled-back"), output
     assert "restored the database from" in output, output
     assert "0003" in output, output
-    assert helm_revision(helm_env) == before + 2  # the upgrade, then its rollback
+    assert helm_revision(helm_env, NAMESPACE) == before + 2  # the upgrade, then its rollback
     wait_for(
         lambda: user.get(f"/api/todos/{todo['id']}").status_code == 200,
         120,
@@ -239,7 +242,7 @@ def test_a_pulled_backup_holds_the_rows_of_its_moment(
         *kubectl(helm_env),
         "exec",
         "-n",
-        "lumina",
+        NAMESPACE,
         "deploy/backend",
         "--",
         "python",

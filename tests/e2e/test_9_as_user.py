@@ -10,9 +10,10 @@ their home — and nothing of root's: their PATH starts with stand-ins for ``apt
 must succeed, call none of the stand-ins, and print the app's URL, which must answer.
 
 Making the user needs root (useradd, the docker group, a Python install they may
-read); CI runs as root, and without it this fails saying so. At the end the user's
-daemon is stopped, the user removed, and the release given back to the project
-checkout's state (images loaded into the node, no registry).
+read); CI runs as root, and without it this fails saying so. The user's clone names
+this module's own environment (namespace, NodePort), which bootstrap installs from
+nothing; at the end the user's daemon is stopped, the user removed and the environment
+deleted.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import environments
 import pytest
 import yaml
-from conftest import ROOT, reconcile, run
+from conftest import run
 
+ENVIRONMENT = environments.for_module(__file__)
 USER = "lumina-e2e-user"
 TOOLS = pathlib.Path("/opt/lumina-e2e")
 #: Every call to one of these means bootstrap reached for root's ways.
@@ -125,11 +128,12 @@ def _team_kubeconfig(helm_env: dict[str, str], home: pathlib.Path) -> pathlib.Pa
 
 
 @pytest.fixture(scope="module")
-def given_back(workspace: pathlib.Path) -> Iterator[None]:
-    """Afterwards the release goes back to the project checkout's state."""
-    del workspace  # its fixture stopped the checkout's daemon; the release is ours to lend
+def from_nothing() -> Iterator[None]:
+    """The module's environment absent before (what a killed run left is deleted) and
+    deleted after."""
+    environments.delete(ENVIRONMENT)
     yield
-    reconcile(ROOT, "once")
+    environments.delete(ENVIRONMENT)
 
 
 def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
@@ -137,19 +141,15 @@ def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
     tools: pathlib.Path,
     helm_env: dict[str, str],
     registry_servers: Callable[..., Any],
-    given_back: None,
+    from_nothing: None,
 ) -> None:
     home = account
     registry = registry_servers()
     record = home / "forbidden-calls.log"
     _stand_ins(home / "stand-ins", record)
     kubeconfig = _team_kubeconfig(helm_env, home)
-    repo = home / "lumina"
-    run("git", "clone", "-q", str(ROOT), str(repo))
-    run("git", "checkout", "-q", "-B", "main", cwd=repo)
-    secrets_file = ROOT / "config" / "secrets.env"
-    if secrets_file.exists():  # the same JWT key: nobody's session is ended by this test
-        shutil.copyfile(secrets_file, repo / "config" / "secrets.env")
+    # Their clone, from nothing (no secrets, no state), naming this module's environment.
+    repo = environments.clone(ENVIRONMENT, home / "lumina")
     run("chown", "-R", f"{USER}:{USER}", str(home))
     path = ":".join(
         [
@@ -169,7 +169,6 @@ def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
         "LUMINA_CLUSTER": "context",
         "LUMINA_REGISTRY": f"{registry.address}/lumina",
         "KUBECONFIG": str(kubeconfig),
-        "LUMINA_STATUS_PORT": "8797",
         # The machine's own trust store and package mirrors, as any user here has them.
         **{key: value for key, value in os.environ.items() if key.startswith(MACHINE_ENV)},
     }
@@ -194,6 +193,8 @@ def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
         assert forbidden == "", f"bootstrap reached for root's tools:\n{forbidden}"
         found = re.search(r"Lumina Todo: (http://\S+)", output)
         assert found, output[-3000:]
+        # The node's address (the context provider's), at this environment's NodePort.
+        assert found.group(1).endswith(f":{ENVIRONMENT.node_port}"), output[-3000:]
         with urllib.request.urlopen(f"{found.group(1)}/api/health", timeout=10) as answer:
             assert answer.status == 200
     finally:
