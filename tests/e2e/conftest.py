@@ -163,9 +163,7 @@ def commit(repo: pathlib.Path, message: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def user(
-    workspace: pathlib.Path, environment: environments.Environment
-) -> Iterator[httpx.Client]:
+def user(workspace: pathlib.Path, environment: environments.Environment) -> Iterator[httpx.Client]:
     """A signed-in browser-like session against the module environment's NodePort."""
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
     password = "correct horse battery staple"

@@ -5,6 +5,8 @@ The local cluster's kube-apiserver is stopped by its recorded PID (the way
 with a committed chart change to deploy, then brought back with ``up.sh``. The daemon
 must log that it will retry, stay alive, and converge once the API is back. ``up.sh``
 runs in a ``finally`` so the cluster is whole again whatever happens.
+
+Exclusive: the API server every environment shares is stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import pytest
 
 PIDS = lumina_stack.CACHE / "cluster" / "pids"
 UP = lumina_stack.ROOT / "plugins/local_cluster/scripts/up.sh"
+
+
+pytestmark = pytest.mark.exclusive
 
 
 @pytest.mark.slow

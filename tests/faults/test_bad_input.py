@@ -77,7 +77,7 @@ def test_a_missing_required_secret_is_named(tmp_path: pathlib.Path) -> None:
     assert "t0ken" not in repr(resolved)
 
 
-def test_a_path_that_is_not_a_git_repository(tmp_path: pathlib.Path, stack_ready: None) -> None:
+def test_a_path_that_is_not_a_git_repository(tmp_path: pathlib.Path, environment: object) -> None:
     before = lumina_stack.helm_revision()
     plain = tmp_path / "not-a-repo"
     (plain / "config").mkdir(parents=True)
@@ -122,7 +122,7 @@ def test_non_utf8_and_very_long_file_names_in_a_build_context(workspace: pathlib
     listing = lumina_stack.kubectl(
         "exec",
         "-n",
-        "lumina",
+        lumina_stack.current().namespace,
         "deploy/backend",
         "--",
         "python",

@@ -15,10 +15,14 @@ import pathlib
 import re
 import uuid
 
+import environments
 import httpx
 import lumina_stack
 import pytest
-from lumina_stack import FRONTEND, NAMESPACE
+
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
+FRONTEND = ENVIRONMENT.url
 
 BACKED_UP = re.compile(r"backed up the database to (/data/backups/(lumina-\S+?\.db))")
 

@@ -5,6 +5,8 @@ stopped while the daemon runs on a clone with a committed backend change; the cl
 own containerd is not touched, so the running release keeps serving. The daemon must
 say it will retry, stay alive, leave the release alone, and deploy the change once
 ``ensure-docker.sh`` has the engine back.
+
+Exclusive: the Docker engine every environment's builds use is stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import pytest
 
 DOCKER_PID = pathlib.Path("/run/docker.pid")
 ENSURE_DOCKER = lumina_stack.ROOT / "tools/ensure-docker.sh"
+
+
+pytestmark = pytest.mark.exclusive
 
 
 @pytest.mark.slow
@@ -43,7 +48,7 @@ def test_daemon_retries_while_the_docker_engine_is_down_and_converges(
         assert process.poll() is None, "the daemon died while the engine was down"
         assert lumina_stack.helm_revision() == before, "nothing may be deployed meanwhile"
         # The release keeps serving through the frontend while the engine is away.
-        assert httpx.get(f"{lumina_stack.FRONTEND}/api/health", timeout=10).status_code == 200
+        assert httpx.get(f"{lumina_stack.current().url}/api/health", timeout=10).status_code == 200
     finally:
         restarted = lumina_stack.run("bash", str(ENSURE_DOCKER), check=False, timeout=300)
     assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]

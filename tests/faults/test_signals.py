@@ -60,7 +60,9 @@ def test_sigterm_during_helm_upgrade_exits_0_and_leaves_no_pending_release(
     _state_is_whole(workspace)
     # The signal really came during the rollout wait, before the cycle ended.
     assert "watching the rollout" in output and "cycle 1:" not in output, output[-4000:]
-    assert not releasing.helm_writers("lumina-todo", "lumina"), "a helm outlived the daemon"
+    assert not releasing.helm_writers("lumina-todo", lumina_stack.current().namespace), (
+        "a helm outlived the daemon"
+    )
 
     # The next cycle finds the applied revision unverified, verifies it, and records it.
     code, output = lumina_stack.once(workspace)
@@ -144,7 +146,9 @@ def test_sigkill_during_the_rollout_wait_converges_without_a_second_revision(
     # Helm returned as soon as it applied: nothing pending, no helm left behind.
     assert status == "deployed", status
     assert "cycle 1:" not in log.text(), log.text()[-4000:]
-    assert not releasing.helm_writers("lumina-todo", "lumina"), "a helm outlived the daemon"
+    assert not releasing.helm_writers("lumina-todo", lumina_stack.current().namespace), (
+        "a helm outlived the daemon"
+    )
 
     code, output = lumina_stack.once(workspace)
     assert code == 0, output

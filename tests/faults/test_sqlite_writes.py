@@ -16,10 +16,14 @@ import json
 import pathlib
 import uuid
 
+import environments
 import httpx
 import lumina_stack
 import pytest
-from lumina_stack import FRONTEND, NAMESPACE
+
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
+FRONTEND = ENVIRONMENT.url
 
 WRITERS = 100
 
@@ -145,7 +149,7 @@ def test_acknowledged_writes_survive_a_backend_upgrade(
 
 @pytest.mark.slow
 def test_acknowledged_writes_survive_a_deleted_backend_pod(
-    stack_ready: None, writer_cookies: httpx.Cookies
+    environment: object, writer_cookies: httpx.Cookies
 ) -> None:
     def delete_pod() -> None:
         old = set(_ready_backend_pods())

@@ -15,10 +15,13 @@ import datetime as dt
 import secrets
 import uuid
 
+import environments
 import httpx
 import lumina_stack
 import pytest
-from lumina_stack import FRONTEND
+
+ENVIRONMENT = environments.for_module(__file__)
+FRONTEND = ENVIRONMENT.url
 
 
 @pytest.fixture(scope="module")

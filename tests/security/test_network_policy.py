@@ -7,7 +7,7 @@ with a 3 s timeout, by Service name and by pod IP:
 
 - a pod in a namespace of its own is refused by the backend, while it still reaches the
   frontend (whose policy admits everyone on its port), so the refusal is the policy's;
-- a pod inside ``lumina`` without the frontend or chatbot labels is refused too, after
+- a pod inside the module's namespace without the frontend or chatbot labels is refused too, after
   its DNS lookup of the backend succeeded (so it is not cut off from everything);
 - the frontend and the chatbot, exec'd into, do reach the backend, and a signed-in user
   lists todos through the NodePort on 127.0.0.1 (frontend to backend, end to end).
@@ -19,10 +19,11 @@ import collections.abc
 import json
 import uuid
 
+import environments
 import lumina_stack
 import pytest
-from lumina_stack import NAMESPACE
 
+NAMESPACE = environments.for_module(__file__).namespace
 BACKEND_PORT = 8000
 FRONTEND_PORT = 3000
 CHATBOT_PORT = 8001
@@ -32,6 +33,7 @@ REFUSED = ("ConnectionRefusedError", "TimeoutError")
 # argv: host:port ... -> one JSON object: target -> "connected" or "<error type>: <detail>".
 PROBE = """
 import json, socket, sys
+
 found = {}
 for target in sys.argv[1:]:
     host, port = target.rsplit(":", 1)
@@ -107,8 +109,9 @@ def _pod_ip(selector: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def probes(stack_ready: None) -> collections.abc.Iterator[tuple[str, str]]:
-    """(outsider namespace, pod name in ``lumina``): two running probe pods, removed after."""
+def probes(environment: object) -> collections.abc.Iterator[tuple[str, str]]:
+    """(outsider namespace, pod name in the module's namespace): two running probe pods,
+    removed after."""
     tag = uuid.uuid4().hex[:8]
     outsider_namespace = f"netpol-outsider-{tag}"
     insider = f"netpol-probe-{tag}"

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import environments
 import lumina_stack
-from lumina_stack import NAMESPACE
+
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
 
 
 def _pods() -> list[dict[str, Any]]:

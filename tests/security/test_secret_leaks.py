@@ -17,8 +17,12 @@ import json
 import pathlib
 import secrets
 
+import environments
 import lumina_stack
-from lumina_stack import NAMESPACE, RELEASE
+from lumina_stack import RELEASE
+
+ENVIRONMENT = environments.for_module(__file__)
+NAMESPACE = ENVIRONMENT.namespace
 
 
 def _secret_data(name: str) -> dict[str, str]:
@@ -30,7 +34,7 @@ def _secret_data(name: str) -> dict[str, str]:
 def test_secret_values_reach_only_the_kubernetes_secrets(workspace: pathlib.Path) -> None:
     # A fresh checkout has no secrets file: the release's generated JWT key lives only
     # in the cluster, so the value to put back is read from there.
-    local_source = lumina_stack.ROOT / "config" / "secrets.env"
+    local_source = workspace / "config" / "secrets.env"
     original = local_source.read_text() if local_source.exists() else ""
     real_jwt = lumina_stack.deployed_secret("backend-secrets", "JWT_SECRET_KEY")
     jwt_value = "lumina-test-jwt-" + secrets.token_hex(24)
