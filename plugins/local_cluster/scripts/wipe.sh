@@ -178,7 +178,10 @@ done
 # back, and its other end (in a namespace that could not be deleted) would answer for
 # an address the fresh IPAM hands out again. Deleting one end deletes the pair.
 bridge="$(sed -n 's/.*"bridge": *"\([^"]*\)".*/\1/p' "$here/../config/10-lumina-bridge.conflist" | head -1)"
-if [[ -n "$bridge" ]] && ip link show "$bridge" >/dev/null 2>&1; then
+if pgrep -x kubelet >/dev/null; then
+  # Another local cluster (another LUMINA_CACHE) runs: the bridge's links are its pods'.
+  progress "a kubelet still runs on this machine: the links on bridge $bridge are left alone"
+elif [[ -n "$bridge" ]] && ip link show "$bridge" >/dev/null 2>&1; then
   while read -r link; do
     [[ -n "$link" ]] || continue
     if $dry_run; then
