@@ -32,6 +32,8 @@ FIELD_MANAGER = "lumina-reconcile"
 
 #: seconds one API call (not a watch or a followed log) may take before it fails
 REQUEST_TIMEOUT_SECONDS = 30.0
+#: seconds a followed log may stay silent before its stream is given up
+FOLLOW_READ_TIMEOUT_SECONDS = 24 * 3600.0
 
 
 class ApiUnavailableError(errors.TemporaryError):
@@ -280,8 +282,9 @@ class Kube:
                 self._core.read_namespaced_pod_log,
                 pod,
                 namespace,
-                # A quiet container may write nothing for long: no read timeout.
-                _request_timeout=(10, None),
+                # A quiet container may write nothing for long: a day, not the default
+                # (the client refuses None for "no read timeout").
+                _request_timeout=(10, FOLLOW_READ_TIMEOUT_SECONDS),
                 **options,
             )
             for line in lines:
