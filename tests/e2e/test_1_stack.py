@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import environments
 import httpx
 import pytest
@@ -88,3 +90,47 @@ def test_backend_and_chatbot_health_from_inside_the_cluster(helm_env: dict[str, 
         *kubectl(helm_env), "-n", NAMESPACE, "exec", "deploy/frontend", "--", "node", "-e", script
     ).stdout
     assert out.split() == ["200", "200"]
+
+
+def _second_environment(tmp_path: pathlib.Path, namespace: str, node_port: int) -> pathlib.Path:
+    other = environments.Environment(namespace, node_port, ENVIRONMENT.status_port + 500)
+    environments.delete(other)
+    return environments.clone(other, tmp_path / namespace)
+
+
+def test_a_node_port_another_environment_serves_is_refused_before_anything_is_installed(
+    workspace: pathlib.Path, cluster: kube.Kube, tmp_path: pathlib.Path
+) -> None:
+    clone = _second_environment(tmp_path, f"{NAMESPACE}-same-port", ENVIRONMENT.node_port)
+    done = environments.reconcile(clone, "once", "--mode", "commit", check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert (
+        f"NodePort {ENVIRONMENT.node_port} is already served by Service frontend in namespace "
+        f"{NAMESPACE}" in said
+    ), said
+    assert cluster.get("v1", "Namespace", None, f"{NAMESPACE}-same-port") is None
+
+
+def test_a_namespace_another_tool_manages_is_refused_and_left_alone(
+    workspace: pathlib.Path, cluster: kube.Kube, tmp_path: pathlib.Path
+) -> None:
+    theirs = f"{NAMESPACE}-theirs"
+    clone = _second_environment(tmp_path, theirs, ENVIRONMENT.node_port + 1000)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": theirs, "labels": {"app.kubernetes.io/managed-by": "argocd"}},
+        }
+    )
+    try:
+        done = environments.reconcile(clone, "once", "--mode", "commit", check=False)
+        said = done.stdout + done.stderr
+        assert done.returncode == 1, said
+        assert f"namespace {theirs} is managed by argocd" in said, said
+        assert cluster.list("v1", "Secret", theirs) == []
+        labels = cluster.get("v1", "Namespace", None, theirs)["metadata"]["labels"]
+        assert "pod-security.kubernetes.io/enforce" not in labels
+    finally:
+        cluster.delete("v1", "Namespace", "", theirs)
