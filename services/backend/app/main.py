@@ -20,7 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app import backup, migrating
+from app import backup, hashing, migrating, throttle
 from app.database import Database
 from app.routes import auth, health, todos
 from app.runtime import Runtime
@@ -63,14 +63,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             migrating.upgrade(database)
             heads = migrating.head_revisions()
-            app.state.runtime = Runtime(settings=config, database=database, heads=heads)
+            runtime = Runtime.start(config, database, heads)
+            app.state.runtime = runtime
             log.info(
-                "backend ready: database %s at revision %s, mail %s",
+                "backend ready: database %s at revision %s, mail %s; password hashes: %s",
                 database.path,
                 ",".join(sorted(heads)),
                 "on" if config.mail_enabled else "off",
+                runtime.hashing.budget.describe(),
             )
-            yield
+            try:
+                yield
+            finally:
+                runtime.hashing.close()
         finally:
             database.close()
             log.info("database closed")
@@ -91,7 +96,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(todos.router)
     app.include_router(api)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(hashing.Overloaded, _refused)
+    app.add_exception_handler(throttle.TooManyAttempts, _refused)
     return app
+
+
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    """503 (hashing is saturated) or 429 (too many attempts), saying when to come back."""
+    assert isinstance(exc, hashing.Overloaded | throttle.TooManyAttempts)
+    return JSONResponse(
+        status_code=exc.status_code,
+        content={"detail": exc.detail},
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 class _AsciiJSONResponse(JSONResponse):

@@ -52,6 +52,27 @@ def user_row(connection: sqlite3.Connection, user_id: int) -> tuple[str, str] | 
     return None if row is None else (row[0], row[1])
 
 
+def login_row(connection: sqlite3.Connection, email: str) -> tuple[int, str] | None:
+    """The id and password hash of the account ``email`` (normalised); None when none."""
+    row = connection.execute(
+        "SELECT id, password_hash FROM users WHERE email = ?", (email,)
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def insert_user(connection: sqlite3.Connection, email: str, password_hash: str) -> int | None:
+    """Store a new account; its id, or None when ``email`` is registered already."""
+    try:
+        cursor = connection.execute(
+            "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?)",
+            (email, password_hash, _stored(utcnow())),
+        )
+    except sqlite3.IntegrityError:
+        return None
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
 def _escape_like(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 

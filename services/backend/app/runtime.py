@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import select
 
-from app import queries, security, token_cache
+from app import hashing, queries, security, throttle, token_cache
 from app.database import Database
 from app.models import User
 from app.settings import Settings
@@ -34,7 +34,38 @@ class Runtime:
     settings: Settings
     database: Database
     heads: frozenset[str]
+    #: where every password hash runs (bounded in number, see app.hashing)
+    hashing: hashing.HashGate
+    #: per-client and per-account limits of sign-in and sign-up
+    limits: throttle.AuthLimits
     tokens: token_cache.TokenCache = dataclasses.field(default_factory=token_cache.TokenCache)
+
+    @classmethod
+    def start(cls, settings: Settings, database: Database, heads: frozenset[str]) -> Runtime:
+        """The runtime for ``settings``: its hash gate sized from the memory limit."""
+        limit, source = hashing.memory_limit(settings.memory_limit_bytes)
+        budget = hashing.Budget.for_limit(
+            limit,
+            source,
+            memory_cost_kib=security.MEMORY_COST_KIB,
+            share=settings.hash_memory_share,
+            queue=settings.hash_queue_length,
+            max_wait=settings.hash_queue_timeout_seconds,
+            slots=settings.hash_concurrency,
+        )
+        limits = throttle.AuthLimits(
+            per_client=settings.auth_attempts_per_client,
+            per_account=settings.auth_attempts_per_account,
+            window=settings.auth_attempts_window_seconds,
+            trusted=throttle.TrustedProxies.parse(settings.trusted_proxies),
+        )
+        return cls(
+            settings=settings,
+            database=database,
+            heads=heads,
+            hashing=hashing.HashGate(budget),
+            limits=limits,
+        )
 
     @property
     def secret(self) -> str:

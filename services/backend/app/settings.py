@@ -37,6 +37,25 @@ class Settings(BaseSettings):
     )
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, alias="SQLITE_BUSY_TIMEOUT_MS")
 
+    # Password hashing (app.hashing): the memory all concurrent hashes may hold is
+    # HASH_MEMORY_SHARE of the memory limit; beyond that, HASH_QUEUE_LENGTH requests
+    # wait up to HASH_QUEUE_TIMEOUT_SECONDS, the rest get 503 with Retry-After.
+    memory_limit_bytes: int | None = Field(default=None, gt=0, alias="MEMORY_LIMIT_BYTES")
+    hash_memory_share: float = Field(default=0.25, gt=0, le=0.8, alias="HASH_MEMORY_SHARE")
+    hash_concurrency: int | None = Field(default=None, ge=1, alias="HASH_CONCURRENCY")
+    hash_queue_length: int = Field(default=64, ge=0, le=10_000, alias="HASH_QUEUE_LENGTH")
+    hash_queue_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, alias="HASH_QUEUE_TIMEOUT_SECONDS"
+    )
+    # Sign-in and sign-up attempts (app.throttle), each limit per window; beyond: 429.
+    auth_attempts_per_client: int = Field(default=20, ge=1, alias="AUTH_ATTEMPTS_PER_CLIENT")
+    auth_attempts_per_account: int = Field(default=5, ge=1, alias="AUTH_ATTEMPTS_PER_ACCOUNT")
+    auth_attempts_window_seconds: float = Field(
+        default=60.0, gt=0, le=24 * 3600, alias="AUTH_ATTEMPTS_WINDOW_SECONDS"
+    )
+    # Whose X-Forwarded-For is believed: IPs, networks or host names, comma-separated.
+    trusted_proxies: str = Field(default="", alias="TRUSTED_PROXIES")
+
     smtp_host: str | None = Field(default=None, alias="SMTP_HOST")
     smtp_port: int = Field(default=587, ge=1, le=65535, alias="SMTP_PORT")
     smtp_username: str | None = Field(default=None, alias="SMTP_USERNAME")

@@ -104,6 +104,7 @@ def launch(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
                 port,
                 "--http",
                 "httptools",  # as the image runs it
+                "--no-proxy-headers",
             ],
             cwd=BACKEND_DIR,
             env=service_env(env),

@@ -11,11 +11,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
+import pytest
 
 from tests import support
 
 WRITERS = 50
 TODOS_EACH = 6
+
+
+@pytest.fixture
+def server_env(server_env: dict[str, str]) -> dict[str, str]:
+    # Fifty clients behind the frontend (this test is the frontend: it says whose request
+    # it forwards), and no per-account limit in the way of fifty registrations of one email.
+    return {**server_env, "TRUSTED_PROXIES": "127.0.0.1", "AUTH_ATTEMPTS_PER_ACCOUNT": "1000"}
+
+
+def _client(n: int) -> dict[str, str]:
+    return {"X-Forwarded-For": f"10.0.0.{n + 1}"}
 
 
 def _all_at_once(work: Callable[[int], list[int]]) -> list[int]:
@@ -35,7 +47,7 @@ def test_fifty_concurrent_writers_lose_nothing(server: support.Server) -> None:
     tokens: dict[int, dict[str, str]] = {}
 
     def sign_up(n: int) -> list[int]:
-        with server.client() as http:
+        with server.client(headers=_client(n)) as http:
             email = f"writer{n}@example.org"
             registered = http.post(
                 "/api/auth/register", json={"email": email, "password": support.PASSWORD}
@@ -87,8 +99,8 @@ def test_fifty_concurrent_writers_lose_nothing(server: support.Server) -> None:
 
 
 def test_concurrent_registration_of_one_email_creates_one_account(server: support.Server) -> None:
-    def register(_n: int) -> list[int]:
-        with httpx.Client(base_url=server.base_url, timeout=60) as http:
+    def register(n: int) -> list[int]:
+        with httpx.Client(base_url=server.base_url, timeout=60, headers=_client(n)) as http:
             body = {"email": "same@example.org", "password": support.PASSWORD}
             return [http.post("/api/auth/register", json=body).status_code]
 

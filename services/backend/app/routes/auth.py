@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Response, status
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response, status
 from sqlmodel import select
 
-from app import mailing, security
+from app import mailing, queries, security
 from app.models import User
 from app.runtime import CurrentUser, Runtime, RuntimeDep
 from app.schemas import (
@@ -26,6 +25,25 @@ _UNAUTHORIZED: Responses = {
     401: {"model": Detail, "description": "Missing, invalid or expired token"}
 }
 _MAIL_OFF: Responses = {503: {"model": Detail, "description": "Mail is not configured"}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+#: the answers of a route that spends a sign-in attempt and a password hash
+_LIMITED: Responses = {
+    429: {
+        "model": Detail,
+        "description": "Too many attempts from this address or for this account",
+        "headers": _RETRY_AFTER,
+    },
+    503: {
+        "model": Detail,
+        "description": "Every password-hashing slot is busy and the wait queue is full",
+        "headers": _RETRY_AFTER,
+    },
+}
 
 
 def _normalise(email: str) -> str:
@@ -41,37 +59,51 @@ def _require_mail(runtime: Runtime) -> None:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses={409: {"model": Detail, "description": "The email is already registered"}},
+    responses={
+        409: {"model": Detail, "description": "The email is already registered"},
+        **_LIMITED,
+    },
 )
-def register(body: Credentials, runtime: RuntimeDep) -> User:
+async def register(body: Credentials, request: Request, runtime: RuntimeDep) -> UserOut:
     email = _normalise(body.email)
-    # Hash outside the write lock: it is the slow part and needs no database.
-    password_hash = security.hash_password(body.password)
+    attempt = await runtime.limits.attempt(request, email)
     conflict = HTTPException(status.HTTP_409_CONFLICT, "Email already registered")
+    # Cheap refusal first: a known email costs no hash (it is told apart by the 409 anyway).
+    if await runtime.database.read(lambda connection: queries.login_row(connection, email)):
+        raise conflict
     try:
-        with runtime.database.writing() as session:
-            if session.exec(select(User.id).where(User.email == email)).first() is not None:
-                raise conflict
-            user = User(email=email, password_hash=password_hash)
-            session.add(user)
-    except IntegrityError:
-        # Another process (not this one: writes are serialised here) got there first.
-        raise conflict from None
-    return user
+        password_hash = await runtime.hashing.run(security.hash_password, body.password)
+    except Exception:
+        attempt.give_back()
+        raise
+    user_id = await runtime.database.write(
+        lambda connection: queries.insert_user(connection, email, password_hash)
+    )
+    if user_id is None:  # registered meanwhile, by a request that hashed faster
+        raise conflict
+    return UserOut(id=user_id, email=email)
 
 
 @router.post(
     "/login",
     response_model=TokenOut,
-    responses={401: {"model": Detail, "description": "Invalid email or password"}},
+    responses={401: {"model": Detail, "description": "Invalid email or password"}, **_LIMITED},
 )
-def login(body: LoginRequest, runtime: RuntimeDep) -> TokenOut:
-    with runtime.database.reading() as session:
-        user = session.exec(select(User).where(User.email == _normalise(body.email))).first()
+async def login(body: LoginRequest, request: Request, runtime: RuntimeDep) -> TokenOut:
+    email = _normalise(body.email)
+    attempt = await runtime.limits.attempt(request, email)
+    row = await runtime.database.read(lambda connection: queries.login_row(connection, email))
+    stored_hash = row[1] if row else None
     # Unknown email and wrong password take the same path, time and answer.
-    if not security.verify_password(body.password, user.password_hash if user else None):
+    try:
+        matches = await runtime.hashing.run(security.verify_password, body.password, stored_hash)
+    except Exception:
+        attempt.give_back()
+        raise
+    if not matches:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid email or password")
-    assert user is not None
+    assert row is not None
+    user = User(id=row[0], email=email, password_hash=row[1])
     return TokenOut(access_token=runtime.issue(user, security.TokenKind.ACCESS))
 
 
@@ -115,7 +147,7 @@ def confirm_password_reset(body: PasswordResetConfirm, runtime: RuntimeDep) -> R
     user = runtime.user_for_token(body.token, security.TokenKind.PASSWORD_RESET)
     if user is None:
         raise invalid
-    new_hash = security.hash_password(body.new_password)
+    new_hash = runtime.hashing.call(security.hash_password, body.new_password)
     with runtime.database.writing() as session:
         stored = session.get(User, user.id)
         # Re-checked under the write lock so two uses of one code cannot both succeed.
