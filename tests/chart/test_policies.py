@@ -166,6 +166,27 @@ def test_services_expose_the_contract_ports(defaults: Manifests) -> None:
     )
 
 
+def test_the_backend_believes_x_forwarded_for_only_from_the_frontend_pods(
+    defaults: Manifests,
+) -> None:
+    # TRUSTED_PROXIES names a headless Service: its DNS name is the frontend pods' addresses.
+    pods = defaults.get("Service", "frontend-pods")["spec"]
+    assert pods["clusterIP"] == "None" and pods["publishNotReadyAddresses"] is True
+    assert pods["selector"] == defaults.get("Service", "frontend")["spec"]["selector"]
+    assert "nodePort" not in pods["ports"][0]
+    assert defaults.get("ConfigMap", "backend")["data"]["TRUSTED_PROXIES"] == "frontend-pods"
+
+
+def test_the_backend_is_told_its_memory_limit(defaults: Manifests) -> None:
+    # The password-hash bound is sized from the limit (not the request), through the
+    # downward API; the schema keeps the limit at the chart's 512Mi by default.
+    env = {item["name"]: item for item in defaults.container("backend")["env"]}
+    assert env["MEMORY_LIMIT_BYTES"]["valueFrom"] == {
+        "resourceFieldRef": {"resource": "limits.memory"}
+    }
+    assert defaults.container("backend")["resources"]["limits"]["memory"] == "512Mi"
+
+
 def test_configmaps_carry_the_contract_settings(defaults: Manifests) -> None:
     def data(name: str) -> dict[str, str]:
         configmap_data: dict[str, str] = defaults.get("ConfigMap", name)["data"]
@@ -179,6 +200,7 @@ def test_configmaps_carry_the_contract_settings(defaults: Manifests) -> None:
     assert data("backend") == {
         "DATABASE_URL": "sqlite:////data/lumina.db",
         "JWT_EXPIRE_MINUTES": "60",
+        "TRUSTED_PROXIES": "frontend-pods",
         "SMTP_PORT": "587",
         "SMTP_STARTTLS": "true",
     }
@@ -196,6 +218,7 @@ def test_overrides_reach_the_configmaps(overridden: Manifests) -> None:
     assert overridden.get("ConfigMap", "backend")["data"] == {
         "DATABASE_URL": "sqlite:////data/lumina.db",
         "JWT_EXPIRE_MINUTES": "120",
+        "TRUSTED_PROXIES": "frontend-pods",
         "SMTP_HOST": "smtp.example.test",
         "SMTP_PORT": "2525",
         "SMTP_USERNAME": "lumina",

@@ -32,6 +32,7 @@ DEFAULT_OBJECTS = {
     ("ConfigMap", "chatbot"),
     ("PersistentVolumeClaim", "backend-data"),
     ("Service", "frontend"),
+    ("Service", "frontend-pods"),
     ("Service", "backend"),
     ("Service", "chatbot"),
     ("Deployment", "frontend"),
