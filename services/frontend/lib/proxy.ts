@@ -26,6 +26,16 @@ export async function readJsonBody(request: NextRequest): Promise<JsonBody> {
   }
 }
 
+/**
+ * The browser's address as this server saw it: the `x-forwarded-for` Next.js puts on
+ * every request (the socket's peer when the request came without one; a proxy in front
+ * of this server adds its own). Bounded in length, it goes on to the backend's limits.
+ */
+export function clientAddress(request: NextRequest): string | undefined {
+  const forwarded = request.headers.get("x-forwarded-for")?.trim();
+  return forwarded ? forwarded.slice(-512) : undefined;
+}
+
 export interface ForwardOptions {
   method?: string;
   path: string;

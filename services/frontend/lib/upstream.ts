@@ -63,6 +63,11 @@ export interface UpstreamRequest {
   body?: unknown;
   /** Overrides the upstream's usual deadline, e.g. for a quick readiness probe. */
   timeoutMs?: number;
+  /**
+   * Whose request this is, as `X-Forwarded-For` (see `clientAddress` in proxy.ts): the
+   * backend limits sign-in attempts per client by it, and believes it from this server only.
+   */
+  forwardedFor?: string;
 }
 
 /** Sends one request upstream; throws `UpstreamUnavailable` instead of hanging or leaking a raw error. */
@@ -72,6 +77,7 @@ export async function callUpstream(name: UpstreamName, req: UpstreamRequest): Pr
   const headers: Record<string, string> = { accept: "application/json" };
   if (req.token) headers.authorization = `Bearer ${req.token}`;
   if (req.body !== undefined) headers["content-type"] = "application/json";
+  if (req.forwardedFor) headers["x-forwarded-for"] = req.forwardedFor;
   try {
     return await fetch(`${base}${req.path}`, {
       method: req.method ?? "GET",
@@ -125,25 +131,33 @@ export function errorResponse(status: number, detail: string): NextResponse {
   return NextResponse.json({ detail }, { status });
 }
 
-/** Passes an upstream response through unchanged in status and JSON body. */
+/**
+ * Passes an upstream response through unchanged in status and JSON body, and in
+ * `Retry-After` (a busy or rate-limited upstream says when to come back).
+ */
 export async function relay(upstream: Response): Promise<NextResponse> {
   if (upstream.status === 204 || upstream.status === 304) {
     return new NextResponse(null, { status: upstream.status });
   }
   const text = await upstream.text();
   const contentType = upstream.headers.get("content-type") ?? "";
+  const retryAfter = upstream.headers.get("retry-after");
+  let response: NextResponse;
   if (contentType.includes("application/json")) {
-    return new NextResponse(text, {
+    response = new NextResponse(text, {
       status: upstream.status,
       headers: { "content-type": "application/json" },
     });
+  } else {
+    // A proxy or crash page in front of the service answered; wrap it so the UI can still say something.
+    const snippet = text.trim().slice(0, 200);
+    response = errorResponse(
+      upstream.status >= 400 ? upstream.status : 502,
+      `Unexpected answer from upstream (HTTP ${upstream.status}${snippet ? `: ${snippet}` : ""}).`,
+    );
   }
-  // A proxy or crash page in front of the service answered; wrap it so the UI can still say something.
-  const snippet = text.trim().slice(0, 200);
-  return errorResponse(
-    upstream.status >= 400 ? upstream.status : 502,
-    `Unexpected answer from upstream (HTTP ${upstream.status}${snippet ? `: ${snippet}` : ""}).`,
-  );
+  if (retryAfter) response.headers.set("retry-after", retryAfter);
+  return response;
 }
 
 /** Runs a handler body, turning an unreachable upstream into a 502/504 with a readable detail. */

@@ -23,6 +23,8 @@ export interface Answer {
   contentType?: string;
   /** Never answer (to test deadlines). */
   hang?: boolean;
+  /** Further response headers, e.g. Retry-After. */
+  headers?: Record<string, string>;
 }
 
 export interface FakeUpstream {
@@ -51,10 +53,13 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const answer = responder(recorded);
       if (answer.hang) return;
       if (answer.json !== undefined) {
-        res.writeHead(answer.status, { "content-type": "application/json" });
+        res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers });
         res.end(JSON.stringify(answer.json));
       } else {
-        res.writeHead(answer.status, answer.text ? { "content-type": answer.contentType ?? "text/html" } : {});
+        res.writeHead(answer.status, {
+          ...(answer.text ? { "content-type": answer.contentType ?? "text/html" } : {}),
+          ...answer.headers,
+        });
         res.end(answer.text ?? "");
       }
     });

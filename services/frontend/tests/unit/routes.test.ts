@@ -112,6 +112,25 @@ describe("POST /api/auth/login", () => {
     expect(response.headers.get("set-cookie")).toBeNull();
   });
 
+  it("tells the backend whose sign-in it forwards, and relays a 429 with its Retry-After", async () => {
+    backend.answer({
+      status: 429,
+      json: { detail: "Too many sign-in or sign-up attempts from this address; try again in 4 s." },
+      headers: { "retry-after": "4" },
+    });
+    const response = await login.POST(
+      request("/api/auth/login", {
+        method: "POST",
+        body: { email: "a@b.io", password: "x" },
+        headers: { "x-forwarded-for": "203.0.113.9" },
+      }),
+    );
+    expect(backend.requests[0].headers["x-forwarded-for"]).toBe("203.0.113.9");
+    expect(response.status).toBe(429);
+    expect(response.headers.get("retry-after")).toBe("4");
+    expect(response.headers.get("set-cookie")).toBeNull();
+  });
+
   it("says the backend is down instead of failing obscurely", async () => {
     const port = await closedPort();
     process.env.BACKEND_URL = `http://127.0.0.1:${port}`;
@@ -155,6 +174,20 @@ describe("POST /api/auth/register and /api/auth/logout", () => {
     expect(response.status).toBe(409);
     expect(await response.json()).toEqual({ detail: "Email already registered" });
     expect(backend.requests[0].url).toBe("/api/auth/register");
+  });
+
+  it("forwards whose sign-up it is and relays a busy backend's 503 with its Retry-After", async () => {
+    backend.answer({ status: 503, json: { detail: "The server is busy" }, headers: { "retry-after": "2" } });
+    const response = await register.POST(
+      request("/api/auth/register", {
+        method: "POST",
+        body: { email: "a@b.io", password: "pw" },
+        headers: { "x-forwarded-for": "198.51.100.7" },
+      }),
+    );
+    expect(backend.requests[0].headers["x-forwarded-for"]).toBe("198.51.100.7");
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("2");
   });
 
   it("sign-out expires the cookie", async () => {

@@ -121,6 +121,21 @@ describe("relay", () => {
     });
   });
 
+  it("keeps Retry-After, so a busy or rate-limited backend can say when to come back", async () => {
+    const busy = await relay(
+      new Response(JSON.stringify({ detail: "busy" }), {
+        status: 503,
+        headers: { "content-type": "application/json", "retry-after": "3" },
+      }),
+    );
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get("retry-after")).toBe("3");
+    const page = await relay(new Response("Service Unavailable", { status: 503, headers: { "retry-after": "7" } }));
+    expect(page.headers.get("retry-after")).toBe("7");
+    const plain = await relay(new Response(JSON.stringify({}), { status: 200, headers: { "content-type": "application/json" } }));
+    expect(plain.headers.get("retry-after")).toBeNull();
+  });
+
   it("keeps 204 bodiless", async () => {
     const response = await relay(new Response(null, { status: 204 }));
     expect(response.status).toBe(204);

@@ -4,7 +4,7 @@
  */
 import { type NextRequest, NextResponse } from "next/server";
 
-import { readJsonBody } from "../../../../lib/proxy";
+import { clientAddress, readJsonBody } from "../../../../lib/proxy";
 import { setSession } from "../../../../lib/session";
 import { callUpstream, errorResponse, guarded, relay } from "../../../../lib/upstream";
 
@@ -14,7 +14,12 @@ export async function POST(request: NextRequest): Promise<NextResponse> {
   const body = await readJsonBody(request);
   if (!body.ok) return body.response;
   return guarded(async () => {
-    const upstream = await callUpstream("backend", { method: "POST", path: "/api/auth/login", body: body.value });
+    const upstream = await callUpstream("backend", {
+      method: "POST",
+      path: "/api/auth/login",
+      body: body.value,
+      forwardedFor: clientAddress(request),
+    });
     if (!upstream.ok) return relay(upstream);
     const payload: unknown = await upstream.json().catch(() => null);
     const token =
