@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from app import backend, chatting, memory, settings, todo_tools
+from app import admission, backend, chatting, memory, settings, todo_tools
 
 # uvicorn's logger, so these lines share its format and level in the container logs.
 log = logging.getLogger("uvicorn.error")
@@ -47,11 +47,23 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "The request body is not valid JSON.",
         401: "Missing or invalid bearer token.",
+        429: "This user sent too many messages; Retry-After says when to send the next.",
         502: "The backend or the language model failed.",
-        503: "Chat is off (no model configured) or the backend is unreachable.",
+        503: "Chat is off (no model configured), the backend is unreachable, or every chat "
+        "slot is busy (then with Retry-After).",
         504: "The assistant did not finish in time.",
     }
-    return {code: {"model": Detail, "description": described[code]} for code in codes}
+    retry_after = {
+        "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+    }
+    return {
+        code: {
+            "model": Detail,
+            "description": described[code],
+            **({"headers": retry_after} if code in (429, 503) else {}),
+        }
+        for code in codes
+    }
 
 
 bearer = HTTPBearer(auto_error=False, description="The end user's backend JWT.")
@@ -70,6 +82,14 @@ def create_app(config: settings.Settings | None = None, *, model: Model | None =
     todo_server = todo_tools.build_todo_server(client)
     mcp_app = todo_tools.asgi_app(todo_server)
     engine = chatting.ChatEngine(model=model, mcp_app=mcp_app, config=config) if model else None
+    gate = admission.ChatGate(
+        slots=config.chat_concurrency,
+        queue=config.chat_queue_length,
+        max_wait=config.chat_queue_timeout_seconds,
+    )
+    rate = admission.UserRate(
+        messages=config.chat_messages_per_user, window=config.chat_messages_window_seconds
+    )
     conversations = memory.ConversationMemory(
         max_conversations=config.memory_max_conversations,
         max_items=config.memory_max_items,
@@ -91,6 +111,7 @@ def create_app(config: settings.Settings | None = None, *, model: Model | None =
         summary="Chat with an assistant that manages your Lumina todos.",
         lifespan=lifespan,
     )
+    app.state.chat_gate = gate
 
     @app.get("/health", response_model=Status, tags=["health"])
     async def health() -> Status:
@@ -112,7 +133,7 @@ def create_app(config: settings.Settings | None = None, *, model: Model | None =
         "/api/chat",
         response_model=ChatResponse,
         tags=["chat"],
-        responses=_responses(400, 401, 502, 503, 504),
+        responses=_responses(400, 401, 429, 502, 503, 504),
     )
     async def chat(
         request: ChatRequest,
@@ -145,15 +166,21 @@ def create_app(config: settings.Settings | None = None, *, model: Model | None =
 
         conversation_id = request.conversation_id or uuid.uuid4().hex
         key = (user.id, conversation_id)
-        async with conversations.lock(key):
-            try:
-                answer = await engine.reply(
-                    token=token, history=conversations.load(key), message=request.message
-                )
-            except chatting.ChatError as exc:
-                log.warning("chat failed for user %s: %s", user.id, exc.message)
-                raise HTTPException(exc.status_code, exc.message) from exc
-            conversations.store(key, answer.items)
+        try:
+            rate.take(user.id)
+            async with gate.slot(), conversations.lock(key):
+                try:
+                    answer = await engine.reply(
+                        token=token, history=conversations.load(key), message=request.message
+                    )
+                except chatting.ChatError as exc:
+                    log.warning("chat failed for user %s: %s", user.id, exc.message)
+                    raise HTTPException(exc.status_code, exc.message) from exc
+                conversations.store(key, answer.items)
+        except admission.Refused as exc:
+            raise HTTPException(
+                exc.status_code, exc.detail, headers={"Retry-After": str(exc.retry_after)}
+            ) from exc
         return ChatResponse(reply=answer.text, conversation_id=conversation_id)
 
     return app

@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     chat_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     model_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     max_turns: int = Field(default=8, ge=1, le=50)
+    # Chat turns at once, waiting ones, and messages per user (app.admission): beyond the
+    # first two a 503, beyond the last a 429, both with Retry-After. The wait stays well
+    # inside the frontend's 60 s deadline for a whole chat request.
+    chat_concurrency: int = Field(default=8, ge=1, le=256)
+    chat_queue_length: int = Field(default=16, ge=0, le=10_000)
+    chat_queue_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    chat_messages_per_user: int = Field(default=20, ge=1)
+    chat_messages_window_seconds: float = Field(default=60.0, gt=0, le=24 * 3600)
     # Conversation memory lives in this process only; both bounds keep it from growing
     # without limit under many users or very long chats.
     memory_max_conversations: int = Field(default=1000, ge=1)

@@ -33,7 +33,10 @@ def model() -> ScriptedModel:
 
 @pytest.fixture(scope="module")
 def servers(backend: BackendProcess, model: ScriptedModel) -> Iterator[dict[str, str]]:
-    chat_on = main.create_app(chatbot_settings.Settings(backend_url=backend.url), model=model)
+    # One user sends every fuzzed message: no per-user limit in the way.
+    chat_on = main.create_app(
+        chatbot_settings.Settings(backend_url=backend.url, chat_messages_per_user=1_000_000), model=model
+    )
     chat_off = main.create_app(chatbot_settings.Settings(backend_url=backend.url, openai_api_key=None))
     with ServerThread(chat_on) as on, ServerThread(chat_off) as off:
         yield {"on": on.url, "off": off.url}
