@@ -82,24 +82,35 @@ def _backend_state(cluster: kube.Kube) -> dict[str, Any]:
     }
 
 
+#: the container's memory in its cgroup: v2 names, then v1's
+_MEMORY_FILES = {
+    "peak": ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"),
+    "current": ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+}
+
+
 def _cgroup_mib(helm_env: dict[str, str], name: str) -> float | None:
-    """The backend container's cgroup ``memory.<name>`` (current, peak), in MiB."""
-    done = run(
-        *kubectl(helm_env),
-        "-n",
-        NAMESPACE,
-        "exec",
-        "deploy/backend",
-        "-c",
-        "backend",
-        "--",
-        "cat",
-        f"/sys/fs/cgroup/memory.{name}",
-        check=False,
-        timeout=60,
-    )
-    text = done.stdout.strip()
-    return int(text) / 2**20 if done.returncode == 0 and text.isdigit() else None
+    """The backend container's memory (``peak`` since it started, or ``current``), in
+    MiB, as its cgroup counts it (what the OOM killer compares with the limit)."""
+    for path in _MEMORY_FILES[name]:
+        done = run(
+            *kubectl(helm_env),
+            "-n",
+            NAMESPACE,
+            "exec",
+            "deploy/backend",
+            "-c",
+            "backend",
+            "--",
+            "cat",
+            path,
+            check=False,
+            timeout=60,
+        )
+        text = done.stdout.strip()
+        if done.returncode == 0 and text.isdigit():
+            return int(text) / 2**20
+    return None
 
 
 def _oom_events(cluster: kube.Kube) -> list[str]:

@@ -16,8 +16,9 @@ container's ``limits.memory`` through the downward API), the cgroup's own limit 
 ``memory.max``, else v1 ``memory.limit_in_bytes``) and the machine's RAM.
 
 Requests beyond the slots wait in a FIFO queue of ``queue`` places, each for at most
-``max_wait`` seconds; past the queue, or past the wait, they get :class:`Overloaded`
-(a 503 with ``Retry-After``), at once and without touching the hash.
+``max_wait`` seconds; past the queue, or when the recent pace of hashes says the wait
+would be longer, they get :class:`Overloaded` (a 503 with ``Retry-After``) at once,
+and one that waited longer all the same gets it when its turn comes, unhashed.
 """
 
 from __future__ import annotations
@@ -164,12 +165,21 @@ class HashGate:
         drain = (self._admitted + 1) / self.budget.slots * self._seconds
         return max(1, min(30, math.ceil(drain)))
 
+    def _expected_wait(self) -> float:
+        """Seconds a hash admitted now would wait for a slot, at the recent pace."""
+        ahead = self._admitted - self.budget.slots + 1
+        return max(0, ahead) / self.budget.slots * self._seconds
+
     def submit[T](self, work: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
         """Admit ``work(*args)`` or raise :class:`Overloaded` at once."""
         with self._lock:
             if self._admitted >= self.budget.slots + self.budget.queue:
                 self.refused += 1
                 raise Overloaded(self.retry_after(), "the wait queue is full")
+            if self._expected_wait() > self.budget.max_wait:
+                # It would only wait to be refused: refuse it now, while that is cheap.
+                self.refused += 1
+                raise Overloaded(self.retry_after(), "the wait for a slot would be too long")
             self._admitted += 1
         try:
             future = self._executor.submit(self._run, time.monotonic(), work, *args)

@@ -398,3 +398,35 @@ def test_a_refused_hash_gives_the_attempt_back(
             body = {"email": "r9@example.org", "password": "wrong"}
             assert http.post("/api/auth/login", json=body).status_code == 401
             assert http.post("/api/auth/login", json=body).status_code == 429
+
+
+def test_a_hash_that_would_wait_too_long_at_the_recent_pace_is_refused_at_once() -> None:
+    budget = hashing.Budget.for_limit(
+        128 * MiB,
+        "test",
+        memory_cost_kib=security.MEMORY_COST_KIB,
+        share=0.25,
+        queue=10,
+        max_wait=1.0,
+    )
+    gate = hashing.HashGate(budget)
+    try:
+        assert budget.slots == 1
+        for _ in range(5):  # the recent pace: about 0.3 s a hash
+            gate.call(time.sleep, 0.4)
+        admitted, refused = [], []
+        started = time.monotonic()
+        for _ in range(8):
+            try:
+                admitted.append(gate.submit(time.sleep, 0.4))
+            except hashing.Overloaded as exc:
+                refused.append(exc)
+        assert time.monotonic() - started < 0.2  # refused without waiting
+        # One hashing and those whose wait at that pace stays within 1 s; not all ten places.
+        assert 2 <= len(admitted) <= 5 and len(refused) == 8 - len(admitted)
+        assert "would be too long" in refused[0].detail and refused[0].retry_after >= 1
+        # The pace is an estimate: one admitted on it may still time out in the queue.
+        late = [f for f in admitted if isinstance(f.exception(), hashing.Overloaded)]
+        assert len(late) <= 1 and admitted[0].exception() is None
+    finally:
+        gate.close()
