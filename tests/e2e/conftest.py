@@ -37,23 +37,7 @@ GIT_ENV = {
 }
 
 
-def run(
-    *args: str, cwd: pathlib.Path = ROOT, check: bool = True, timeout: float = 900
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        list(args),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        env={**os.environ, **GIT_ENV},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
+run = environments.run
 
 
 def reconcile(
