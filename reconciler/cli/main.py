@@ -213,7 +213,10 @@ def _status(config: settings.Settings) -> dict[str, object]:
         "namespace": config.namespace,
         "release": config.release,
         "revision": saved.revision,
-        "daemon": {"pid": locking.holder(state_dir)},
+        "daemon": {
+            "pid": locking.holder(state_dir),
+            "status_url": f"http://127.0.0.1:{config.status_port}/status",
+        },
         "services": {
             name: {"tag": image.tag, "digest": image.digest, "image": image.image}
             for name, image in sorted(saved.services.items())
