@@ -392,6 +392,7 @@ def e2e(session: nox.Session) -> None:
     with steps.step("exclusive modules, alone"):
         session.run(
             "pytest",
+            "tests/cluster",
             "tests/e2e",
             "--ignore=tests/e2e/test_0_first_contact.py",
             "-m",
