@@ -210,6 +210,14 @@ def _app_location(session: nox.Session) -> dict[str, str]:
     return {str(key): str(value) for key, value in cluster.items()}
 
 
+def _status_url(session: nox.Session) -> str:
+    """The daemon's status page, at the port the settings give it."""
+    found = session.run("lumina-reconcile", "status", "--json", silent=True, success_codes=[0])
+    assert isinstance(found, str)
+    document, _ = json.JSONDecoder().raw_decode(found[found.index("{") :])
+    return str((document.get("daemon") or {}).get("status_url") or "http://127.0.0.1:8787/status")
+
+
 def _wait_for_app(session: nox.Session, url: str, note: str, timeout: float = 300.0) -> None:
     """Until the app answers on ``url`` (frontend and backend Ready): after a cluster
     restart the release is unchanged but its pods are still starting."""
@@ -337,7 +345,7 @@ def bootstrap(session: nox.Session) -> None:
         session.log(f"Lumina Todo: {where['app_url']}")
     else:
         session.log(f"Lumina Todo: {where.get('app_url_note')}")
-    session.log("status: lumina-reconcile status   (or http://127.0.0.1:8787/status)")
+    session.log(f"status: lumina-reconcile status   (or {_status_url(session)})")
 
 
 @nox.session(python=PY, default=False)
@@ -384,6 +392,7 @@ def e2e(session: nox.Session) -> None:
     with steps.step("exclusive modules, alone"):
         session.run(
             "pytest",
+            "tests/cluster",
             "tests/e2e",
             "--ignore=tests/e2e/test_0_first_contact.py",
             "-m",

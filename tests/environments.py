@@ -101,7 +101,9 @@ def run(
     check: bool = True,
     timeout: float = 900,
     env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run a command of the test, as a committer of its own; fail with its output."""
     result = subprocess.run(
         list(args),
         cwd=cwd,
@@ -109,6 +111,7 @@ def run(
         text=True,
         check=False,
         timeout=timeout,
+        input=stdin,
         env={**os.environ, **GIT_ENV, **(env or {})},
     )
     if check and result.returncode != 0:

@@ -10,6 +10,7 @@ unreachable server is a :class:`TemporaryError`, a refusal (403, 422) permanent.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,7 @@ from kubernetes import dynamic
 from kubernetes import stream as k8s_stream
 from kubernetes import watch as k8s_watch
 from kubernetes.client import exceptions as k8s_exceptions
+from kubernetes.stream.ws_client import ERROR_CHANNEL
 
 from reconciler import errors
 
@@ -76,14 +78,33 @@ class ExecResult:
     reason: str = ""
 
 
-def _exit_code(response: Any) -> tuple[int | None, str]:
-    """Exit code from the exec's status channel; the client's parser assumes every
-    failure carries one, but a command that cannot start has only a message."""
+class ExecStatusLostError(ApiUnavailableError):
+    """The exec connection closed before the API said how the command ended: it may or
+    may not have run, so the cycle is retried rather than the step called failed."""
+
+
+def exit_status(raw: str) -> tuple[int | None, str] | None:
+    """Exit code and reason from an exec's status channel (a ``metav1.Status`` in JSON);
+    None when the channel is empty, i.e. the status never arrived."""
+    if not raw.strip():
+        return None
     try:
-        code = response.returncode
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None, "the command could not be run"
-    return (None, "") if code is None else (int(code), "")
+        status = json.loads(raw)
+    except ValueError:
+        return None, f"an unreadable exec status: {raw[:200]}"
+    if not isinstance(status, dict):
+        return None, f"an unreadable exec status: {raw[:200]}"
+    if status.get("status") == "Success":
+        return 0, ""
+    details = status.get("details") or {}
+    for cause in details.get("causes") or []:
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message", "")), ""
+            except ValueError:
+                break
+    # A command that cannot start (no such binary) fails with a message, no exit code.
+    return None, str(status.get("message") or "the command could not be run")
 
 
 class Kube:
@@ -347,13 +368,22 @@ class Kube:
             response.run_forever(timeout=timeout)
             finished = not response.is_open()
             stdout, stderr = response.read_stdout(timeout=0), response.read_stderr(timeout=0)
-            code, reason = _exit_code(response) if finished else (None, "")
+            status = response.read_channel(ERROR_CHANNEL, timeout=0)
         except (websocket.WebSocketException, *_NETWORK_ERRORS) as exc:
             raise _translate(exc, doing) from exc
         finally:
             response.close()
         if not finished:
-            reason = f"still running after {timeout:.0f}s"
+            return ExecResult(
+                None, stdout or "", stderr or "", f"still running after {timeout:.0f}s"
+            )
+        ended = exit_status(status or "")
+        if ended is None:
+            raise ExecStatusLostError(
+                f"{doing}: the connection closed before the command reported how it ended",
+                retry_after=5,
+            )
+        code, reason = ended
         return ExecResult(code, stdout or "", stderr or "", reason)
 
     def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> bool:

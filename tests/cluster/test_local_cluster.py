@@ -363,12 +363,14 @@ def test_loading_keeps_only_the_newest_tags_of_a_repository(
         forget_images(tags)
 
 
+@pytest.mark.exclusive
 def test_down_then_up_keeps_volume_data(
     core: client.CoreV1Api, namespace: str, cluster: providers.ClusterInfo
 ) -> None:
     """`down` stops every component (status says so); `up` brings back the data.
 
-    Runs last in this module: it restarts the cluster under the other tests' feet.
+    Exclusive: it stops the cluster under every other environment's feet, so it runs
+    alone, after the modules that run side by side.
     """
     claim = client.V1PersistentVolumeClaim(
         metadata=client.V1ObjectMeta(name="survivor"),

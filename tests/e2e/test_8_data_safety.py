@@ -48,8 +48,10 @@ def _says(output: str, outcome: str) -> bool:
 
 
 @pytest.fixture
-def restored(workspace: pathlib.Path) -> Iterator[pathlib.Path]:
-    """The backend's files as they were, committed and converged after the test."""
+def restored(workspace: pathlib.Path, user: httpx.Client) -> Iterator[pathlib.Path]:
+    """The backend's files as they were, committed and converged after the test, and
+    the backend answering through the frontend again (a Recreate rollout leaves a gap
+    while the Service's endpoints move to the new pod)."""
     dockerfile = (workspace / DOCKERFILE).read_text()
     yield workspace
     (workspace / DOCKERFILE).write_text(dockerfile)
@@ -58,6 +60,9 @@ def restored(workspace: pathlib.Path) -> Iterator[pathlib.Path]:
         commit(workspace, "backend: as it was")
     code, output = _once(workspace)
     assert code == 0, output
+    wait_for(
+        lambda: user.get("/api/todos").status_code == 200, 120, "the backend after the restore"
+    )
 
 
 class Poller:

@@ -32,7 +32,7 @@ from typing import Any
 import environments
 import pytest
 import yaml
-from conftest import run
+from conftest import helm_status, run
 
 ENVIRONMENT = environments.for_module(__file__)
 USER = "lumina-e2e-user"
@@ -150,6 +150,7 @@ def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
     kubeconfig = _team_kubeconfig(helm_env, home)
     # Their clone, from nothing (no secrets, no state), naming this module's environment.
     repo = environments.clone(ENVIRONMENT, home / "lumina")
+    assert not (repo / "config" / "secrets.env").exists() and not (repo / ".lumina").exists()
     run("chown", "-R", f"{USER}:{USER}", str(home))
     path = ":".join(
         [
@@ -197,6 +198,9 @@ def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
         assert found.group(1).endswith(f":{ENVIRONMENT.node_port}"), output[-3000:]
         with urllib.request.urlopen(f"{found.group(1)}/api/health", timeout=10) as answer:
             assert answer.status == 200
+        # Installed in this module's namespace, its JWT key made for it by bootstrap.
+        assert helm_status(helm_env, ENVIRONMENT.namespace) == "deployed"
+        assert "JWT_SECRET_KEY=" in (repo / "config" / "secrets.env").read_text()
     finally:
         _as_user(
             home,

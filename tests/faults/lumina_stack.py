@@ -64,29 +64,7 @@ def environment_repo() -> pathlib.Path:
     return _current[-1][1]
 
 
-def run(
-    *args: str,
-    cwd: pathlib.Path = ROOT,
-    check: bool = True,
-    timeout: float = 900,
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        list(args),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        input=stdin,
-        env={**os.environ, **GIT_ENV, **(env or {})},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
+run = environments.run
 
 
 def reconcile(

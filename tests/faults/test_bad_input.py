@@ -36,7 +36,8 @@ def test_values_rejected_by_the_schema_change_nothing(workspace: pathlib.Path) -
     before = lumina_stack.helm_revision()
     settings_file = workspace / "config" / "lumina.toml"
     good = settings_file.read_text()
-    settings_file.write_text(good + "\n[values.backend]\nreplicaCount = 2\n")
+    # A dotted key: the environment's settings already give values.backend its requests.
+    settings_file.write_text(good + "\nvalues.backend.replicaCount = 2\n")
     lumina_stack.change_chart(workspace, "deployed with values the schema rejects")
     code, output = lumina_stack.once(workspace)
     assert code == 1, output

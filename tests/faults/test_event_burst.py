@@ -27,7 +27,12 @@ def test_a_burst_of_ten_thousand_events_yields_one_plan_and_one_revision(
     code, output = lumina_stack.once(workspace)
     assert code == 0, output
     before = lumina_stack.helm_revision()
-    process = lumina_stack.daemon(workspace, mode="worktree")
+    # The burst must fit the debounce window: writing 10,000 files takes longer than its
+    # default 5 s cap while other modules load both cores (then the docs alone were
+    # planned first, a nothing-to-do cycle before the backend's).
+    process = lumina_stack.daemon(
+        workspace, mode="worktree", env={"LUMINA_DEBOUNCE_MAX_SECONDS": "60"}
+    )
     log = lumina_stack.LogTail(process)
     lumina_stack.count("faults injected")
     try:

@@ -23,6 +23,11 @@ command -v docker >/dev/null || die "docker CLI not found: images are built with
 pid_alive containerd || die "the cluster's containerd is not running: run up.sh first"
 keep="${LUMINA_KEEP_IMAGES:-20}"
 record="$CLUSTER_DIR/loaded-images"
+# One load at a time (two environments' cycles may load at once): the record of loaded
+# tags is read, pruned and rewritten here, and a lost line would let the next prune
+# remove an image just loaded for another environment's pods.
+exec 9>"$CLUSTER_DIR/.load-image.lock"
+flock -w 600 9 || die "another load-image.sh has held $CLUSTER_DIR/.load-image.lock for 10 minutes"
 
 # The name a pod's image field resolves to: Docker Hub's normalisation, as containerd's.
 resolved_name() {

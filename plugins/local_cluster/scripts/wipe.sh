@@ -215,7 +215,7 @@ for path in "$cluster_dir"/*; do
   name="${path##*/}"
   case "$name" in
     logs) progress "keeping $path (the logs, the build's too)"; continue ;;
-    .lock) continue ;;
+    .lock | .load-image.lock) continue ;;
   esac
   what="$(what_it_is "$name")"
   if [[ -n "$what" ]]; then remove "$path" "$what"; else progress "keeping $path: not known as cluster state"; fi
