@@ -53,6 +53,9 @@ class Environment:
     node_port: int
     status_port: int
     release: str = RELEASE
+    #: chart values this module's environment sets beyond the defaults: (dotted key
+    #: under ``values.``, TOML literal), e.g. ("backend.config.authAttempts.perClient", "500")
+    values: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -73,6 +76,7 @@ class Environment:
                 f'values.{service}.resources.requests = {{ cpu = "{requests["cpu"]}", '
                 f'memory = "{requests["memory"]}" }}'
             )
+        lines += [f"values.{key} = {literal}" for key, literal in self.values]
         return "\n".join(lines) + "\n"
 
 
@@ -85,14 +89,15 @@ def modules() -> list[str]:
     return found
 
 
-def for_module(path: str | pathlib.Path) -> Environment:
-    """The environment of the module at ``path`` (a test file of one of the suites)."""
+def for_module(path: str | pathlib.Path, values: tuple[tuple[str, str], ...] = ()) -> Environment:
+    """The environment of the module at ``path`` (a test file of one of the suites),
+    with the chart ``values`` that module sets (its ``ENVIRONMENT_VALUES``)."""
     file = pathlib.Path(path).resolve()
     relative = f"{file.parent.name}/{file.name}"
     index = modules().index(relative)
     stem = file.stem.removeprefix("test_").replace("_", "-")
     namespace = f"t-{file.parent.name}-{stem}"[:63].rstrip("-")
-    return Environment(namespace, FIRST_NODE_PORT + index, FIRST_STATUS_PORT + index)
+    return Environment(namespace, FIRST_NODE_PORT + index, FIRST_STATUS_PORT + index, values=values)
 
 
 def run(

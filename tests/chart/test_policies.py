@@ -196,10 +196,14 @@ def test_configmaps_carry_the_contract_settings(defaults: Manifests) -> None:
         "BACKEND_URL": "http://backend.lumina.svc.cluster.local:8000",
         "CHATBOT_URL": "http://chatbot.lumina.svc.cluster.local:8001",
         "NEXT_TELEMETRY_DISABLED": "1",
+        "TRUSTED_PROXY_HOPS": "0",
     }
     assert data("backend") == {
         "DATABASE_URL": "sqlite:////data/lumina.db",
         "JWT_EXPIRE_MINUTES": "60",
+        "AUTH_ATTEMPTS_PER_CLIENT": "20",
+        "AUTH_ATTEMPTS_PER_ACCOUNT": "5",
+        "AUTH_ATTEMPTS_WINDOW_SECONDS": "60",
         "TRUSTED_PROXIES": "frontend-pods",
         "SMTP_PORT": "587",
         "SMTP_STARTTLS": "true",
@@ -218,6 +222,9 @@ def test_overrides_reach_the_configmaps(overridden: Manifests) -> None:
     assert overridden.get("ConfigMap", "backend")["data"] == {
         "DATABASE_URL": "sqlite:////data/lumina.db",
         "JWT_EXPIRE_MINUTES": "120",
+        "AUTH_ATTEMPTS_PER_CLIENT": "20",
+        "AUTH_ATTEMPTS_PER_ACCOUNT": "5",
+        "AUTH_ATTEMPTS_WINDOW_SECONDS": "60",
         "TRUSTED_PROXIES": "frontend-pods",
         "SMTP_HOST": "smtp.example.test",
         "SMTP_PORT": "2525",

@@ -42,6 +42,14 @@ BAD_VALUES = {
         ["--set", "chatbot.image.pullPolicy=Sometimes"],
         "/chatbot/image/pullPolicy",
     ),
+    "no sign-in attempts": (
+        ["--set", "backend.config.authAttempts.perClient=0"],
+        "/backend/config/authAttempts/perClient",
+    ),
+    "negative proxy hops": (
+        ["--set", "frontend.config.trustedProxyHops=-1"],
+        "/frontend/config/trustedProxyHops",
+    ),
     "bad model CIDR": (
         ["--set", "networkPolicy.modelEgress.cidr=everywhere"],
         "/networkPolicy/modelEgress/cidr",
@@ -78,6 +86,12 @@ def test_bad_value_is_rejected_naming_the_field(
             "chatbot.resources.limits.memory=1Gi",
         ],
         ["--set", "backend.replicaCount=1"],
+        [
+            "--set",
+            "backend.config.authAttempts.perClient=500",
+            "--set",
+            "frontend.config.trustedProxyHops=1",
+        ],
         ["--set", "global.imageRegistry=local"],  # global stays open for future shared settings
     ],
     ids=" ".join,

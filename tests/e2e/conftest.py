@@ -128,7 +128,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def environment(request: pytest.FixtureRequest) -> environments.Environment:
     """This module's namespace, release and NodePort."""
-    return environments.for_module(request.path)
+    return environments.for_module(request.path, getattr(request.module, "ENVIRONMENT_VALUES", ()))
 
 
 @pytest.fixture(scope="module")

@@ -354,24 +354,46 @@ def test_one_account_gets_429_past_its_attempts_from_any_client(
         server.stop()
 
 
-def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(limited: TestClient) -> None:
+    # No TRUSTED_PROXIES: every made-up address is the same client (the test client's).
+    codes = [
+        limited.post(
+            "/api/auth/login",
+            json={"email": f"x{n}@example.org", "password": "wrong password"},
+            headers={"X-Forwarded-For": f"10.7.0.{n + 1}"},
+        ).status_code
+        for n in range(8)
+    ]
+    assert codes == [401] * 6 + [429] * 2
+
+
+def test_a_peer_on_the_loopback_is_not_limited_per_client_but_per_account(
     server_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**server_env, "AUTH_ATTEMPTS_PER_CLIENT": "3"}  # no TRUSTED_PROXIES
+    """A real server on 127.0.0.1: the peer is the loopback, as through `kubectl
+    port-forward` or `exec` into the pod."""
+    env = {**server_env, "AUTH_ATTEMPTS_PER_CLIENT": "3", "AUTH_ATTEMPTS_PER_ACCOUNT": "3"}
     server = support.start_server(env, tmp_path / "uvicorn.log")
     try:
         with server.client() as http:
-            codes = [
+            others = [
                 http.post(
                     "/api/auth/login",
-                    json={"email": f"x{n}@example.org", "password": "wrong password"},
-                    headers={"X-Forwarded-For": f"10.7.0.{n + 1}"},  # made up: ignored
+                    json={"email": f"y{n}@example.org", "password": "wrong password"},
                 ).status_code
-                for n in range(4)
+                for n in range(6)
+            ]
+            one = [
+                http.post(
+                    "/api/auth/login",
+                    json={"email": "same@example.org", "password": "wrong password"},
+                ).status_code
+                for _ in range(4)
             ]
     finally:
         server.stop()
-    assert codes == [401, 401, 401, 429]
+    assert others == [401] * 6
+    assert one == [401, 401, 401, 429]
 
 
 def test_a_refused_hash_gives_the_attempt_back(

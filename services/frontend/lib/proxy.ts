@@ -27,9 +27,10 @@ export async function readJsonBody(request: NextRequest): Promise<JsonBody> {
 }
 
 /**
- * The browser's address as this server saw it: the `x-forwarded-for` Next.js puts on
- * every request (the socket's peer when the request came without one; a proxy in front
- * of this server adds its own). Bounded in length, it goes on to the backend's limits.
+ * The browser's address as this server saw it: the one address the entry point
+ * (edge/serve.cjs) put in `x-forwarded-for` before Next.js read the request — the
+ * socket's peer, or with TRUSTED_PROXY_HOPS the address the last trusted proxy saw,
+ * never what the client sent. It goes on to the backend's sign-in limits.
  */
 export function clientAddress(request: NextRequest): string | undefined {
   const forwarded = request.headers.get("x-forwarded-for")?.trim();

@@ -171,7 +171,7 @@ export async function startChatbotStandIn(backendUrl: string): Promise<ChatbotSt
 
 /**
  * The frontend as the image runs it: .next/standalone with .next/static and public
- * copied beside server.js, started with `node server.js`.
+ * copied beside server.js, and edge/*.cjs beside them, started with `node serve.cjs`.
  */
 export async function startFrontend(workDir: string, env: { BACKEND_URL: string; CHATBOT_URL: string }): Promise<Started> {
   const standalone = join(FRONTEND_DIR, ".next", "standalone");
@@ -182,9 +182,10 @@ export async function startFrontend(workDir: string, env: { BACKEND_URL: string;
   cpSync(standalone, appDir, { recursive: true, verbatimSymlinks: true });
   cpSync(join(FRONTEND_DIR, ".next", "static"), join(appDir, ".next", "static"), { recursive: true });
   cpSync(join(FRONTEND_DIR, "public"), join(appDir, "public"), { recursive: true });
+  for (const file of ["serve.cjs", "forwarded.cjs"]) cpSync(join(FRONTEND_DIR, "edge", file), join(appDir, file));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const proc = startProcess("frontend (node server.js)", process.execPath, ["server.js"], {
+  const proc = startProcess("frontend (node serve.cjs)", process.execPath, ["serve.cjs"], {
     cwd: appDir,
     env: {
       PATH: process.env.PATH,
