@@ -166,9 +166,11 @@ def _namespace_exists(namespace: str) -> bool:
     return found.returncode == 0 and bool(json.loads(found.stdout or "{}"))
 
 
-def delete(environment: Environment, timeout: float = 180) -> None:
-    """Uninstall the release and delete the namespace (its PVC and volume with it);
-    waits until the namespace is gone, so its NodePort and volume are free again."""
+def delete(environment: Environment, timeout: float = 180, *, wait: bool = True) -> None:
+    """Uninstall the release and delete the namespace (its PVC and volume with it).
+    With ``wait``, returns once the namespace is gone, so its NodePort and volume are free
+    again; without it the cluster finishes the deletion while later modules run (each
+    module has its own namespace and port, and its install deletes and waits first)."""
     helm = helm_binary()
     if helm:
         run(
@@ -181,9 +183,7 @@ def delete(environment: Environment, timeout: float = 180) -> None:
             environment.release,
             "-n",
             environment.namespace,
-            "--wait",
-            "--timeout",
-            "120s",
+            *(("--wait", "--timeout", "120s") if wait else ()),
             check=False,
             timeout=200,
         )
@@ -197,7 +197,7 @@ def delete(environment: Environment, timeout: float = 180) -> None:
         check=False,
     )
     deadline = time.monotonic() + timeout
-    while _namespace_exists(environment.namespace):
+    while wait and _namespace_exists(environment.namespace):
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"namespace {environment.namespace} still exists after {timeout:.0f}s"
@@ -250,4 +250,4 @@ def installed(environment: Environment, where: pathlib.Path) -> Iterator[pathlib
         yield repo
     finally:
         reconcile(repo, "stop", check=False, timeout=180)
-        delete(environment)
+        delete(environment, wait=False)

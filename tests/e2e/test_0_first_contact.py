@@ -75,7 +75,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
         check=False,
         env=stop,
     )
-    environments.delete(ENVIRONMENT)
+    environments.delete(ENVIRONMENT, wait=False)
 
 
 def _helm_revision() -> int:

@@ -133,7 +133,7 @@ def from_nothing() -> Iterator[None]:
     deleted after."""
     environments.delete(ENVIRONMENT)
     yield
-    environments.delete(ENVIRONMENT)
+    environments.delete(ENVIRONMENT, wait=False)
 
 
 def test_bootstrap_as_an_ordinary_user_uses_what_they_have(
