@@ -69,3 +69,26 @@ def test_env_and_deleted_objects() -> None:
     found = drifting.compare([DESIRED], {("Deployment", "backend"): live})
     assert [d.field for d in found] == ["container backend env"]
     assert drifting.compare([DESIRED], {})[0].live == "deleted"
+
+
+def test_what_the_api_server_fills_into_a_value_from_is_not_drift() -> None:
+    """The downward API's defaults (a resourceFieldRef's divisor "0", a fieldRef's
+    apiVersion) are served back filled in: the same env, no drift; a changed source is."""
+    desired = copy.deepcopy(DESIRED)
+    env = desired["spec"]["template"]["spec"]["containers"][0]["env"]
+    env.append(
+        {
+            "name": "MEMORY_LIMIT_BYTES",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}},
+        }
+    )
+    env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    live = copy.deepcopy(desired)
+    live_env = live["spec"]["template"]["spec"]["containers"][0]["env"]
+    live_env[1]["valueFrom"]["resourceFieldRef"].update(divisor="0", containerName="backend")
+    live_env[2]["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
+    assert drifting.compare([desired], {("Deployment", "backend"): live}) == []
+
+    live_env[1]["valueFrom"]["resourceFieldRef"]["resource"] = "limits.cpu"
+    found = drifting.compare([desired], {("Deployment", "backend"): live})
+    assert [d.field for d in found] == ["container backend env"]

@@ -40,9 +40,35 @@ def _containers(deployment: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(c.get("name")): c for c in spec.get("containers", [])}
 
 
+def _value_from(source: Any, container_name: str) -> Any:
+    """A ``valueFrom`` without what the API server fills in: a fieldRef's apiVersion
+    ``v1``, a resourceFieldRef's divisor ``1`` (served as "0" or "1") and its container
+    name when that is the container's own."""
+    if not isinstance(source, Mapping):
+        return source
+    normal = dict(source)
+    field_ref = normal.get("fieldRef")
+    if isinstance(field_ref, Mapping):
+        normal["fieldRef"] = {
+            k: v for k, v in field_ref.items() if not (k == "apiVersion" and v == "v1")
+        }
+    resource_ref = normal.get("resourceFieldRef")
+    if isinstance(resource_ref, Mapping):
+        normal["resourceFieldRef"] = {
+            k: v
+            for k, v in resource_ref.items()
+            if not (k == "divisor" and str(v) in ("0", "1"))
+            and not (k == "containerName" and v in ("", container_name))
+        }
+    return normal
+
+
 def _env(container: Mapping[str, Any]) -> dict[str, Any]:
+    name = str(container.get("name", ""))
     return {
-        str(item.get("name")): item.get("value", item.get("valueFrom"))
+        str(item.get("name")): item["value"]
+        if "value" in item
+        else _value_from(item.get("valueFrom"), name)
         for item in container.get("env") or []
     }
 

@@ -27,11 +27,14 @@ def test_a_burst_of_ten_thousand_events_yields_one_plan_and_one_revision(
     code, output = lumina_stack.once(workspace)
     assert code == 0, output
     before = lumina_stack.helm_revision()
-    # The burst must fit the debounce window: writing 10,000 files takes longer than its
-    # default 5 s cap while other modules load both cores (then the docs alone were
-    # planned first, a nothing-to-do cycle before the backend's).
+    # The burst must be one burst to the debouncer: writing 10,000 files takes longer
+    # than its default 5 s cap, and pauses longer than its 0.4 s quiet window, while other
+    # modules load both cores (then the docs alone were planned first, a nothing-to-do
+    # cycle before the backend's). A 3 s lull still ends it.
     process = lumina_stack.daemon(
-        workspace, mode="worktree", env={"LUMINA_DEBOUNCE_MAX_SECONDS": "60"}
+        workspace,
+        mode="worktree",
+        env={"LUMINA_DEBOUNCE_SECONDS": "3", "LUMINA_DEBOUNCE_MAX_SECONDS": "60"},
     )
     log = lumina_stack.LogTail(process)
     lumina_stack.count("faults injected")
