@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -95,3 +97,45 @@ def test_an_idle_client_blocks_neither_healthz_nor_the_shutdown() -> None:
         assert not stopping.is_alive(), "stop() is held by an idle client"
     finally:
         idle.close()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_status_probe_on_a_dead_daemons_lock_does_not_refuse_a_start(
+    tmp_path: pathlib.Path,
+) -> None:
+    """holder()'s probe holds the lock for a moment; the file names a daemon long dead."""
+    (tmp_path / locking.LOCK_FILE).write_text(str(_dead_pid()), encoding="utf-8")
+
+    probe = open(tmp_path / locking.LOCK_FILE, encoding="utf-8")  # noqa: SIM115
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    released = threading.Event()
+
+    def end_probe() -> None:
+        time.sleep(0.2)
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        probe.close()
+        released.set()
+
+    threading.Thread(target=end_probe).start()
+    lock = locking.RepositoryLock(tmp_path)
+    lock.acquire(grace_seconds=10.0)
+    # The start waited for the probe to end, not for the grace to run out.
+    assert released.is_set()
+    assert (tmp_path / locking.LOCK_FILE).read_text(encoding="utf-8") == str(os.getpid())
+    lock.release()
+
+
+def test_a_lock_held_past_the_grace_names_no_dead_pid(tmp_path: pathlib.Path) -> None:
+    (tmp_path / locking.LOCK_FILE).write_text(str(_dead_pid()), encoding="utf-8")
+
+    with open(tmp_path / locking.LOCK_FILE, encoding="utf-8") as held:
+        fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        with pytest.raises(locking.AlreadyRunningError) as raised:
+            locking.RepositoryLock(tmp_path).acquire(grace_seconds=0.1)
+    assert raised.value.pid == ""
+    assert "PID unknown" in str(raised.value)

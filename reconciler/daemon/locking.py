@@ -10,11 +10,15 @@ from __future__ import annotations
 import fcntl
 import os
 import pathlib
+import time
 from typing import IO
 
 from reconciler import errors
 
 LOCK_FILE = "daemon.lock"
+# holder() (status, stop) takes a shared lock for a moment to probe: a start that meets
+# it must not refuse, so a busy lock is retried this long before it counts as held.
+PROBE_GRACE_SECONDS = 1.0
 
 
 class AlreadyRunningError(errors.PermanentError):
@@ -32,16 +36,24 @@ class RepositoryLock:
         self.path = state_dir / LOCK_FILE
         self._handle: IO[str] | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, grace_seconds: float = PROBE_GRACE_SECONDS) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 — held until release
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            handle.seek(0)
-            pid = handle.read().strip()
-            handle.close()
-            raise AlreadyRunningError(pid, self.path) from exc
+        deadline = time.monotonic() + grace_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                handle.seek(0)
+                pid = handle.read().strip()
+                handle.close()
+                # The file may still name a daemon that died (a probe held the lock, not
+                # it): only a live PID is named as the holder.
+                raise AlreadyRunningError(pid if _alive(pid) else "", self.path) from exc
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -70,3 +82,15 @@ def holder(state_dir: pathlib.Path) -> int | None:
             return int(text) if text.isdigit() else None
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
