@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import tomllib
+import urllib.parse
 from typing import Annotated, Any, ClassVar
 
 import pydantic
@@ -257,6 +258,29 @@ def _read_environment() -> dict[str, Any]:
         ) from exc
 
 
+def shown_url(url: object) -> str:
+    """A webhook URL as messages and logs may show it: scheme and host, never userinfo,
+    path or query (a Slack-style URL's token is its path)."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        port = parts.port
+    except ValueError:
+        return "<a URL that cannot be read, not shown: it may hold a token>"
+    if not parts.scheme or not parts.hostname:
+        return "<a URL without scheme or host, not shown: it may hold a token>"
+    return f"{parts.scheme}://{parts.hostname}{f':{port}' if port else ''}/…"
+
+
+def _shown_input(top: str, value: object) -> str:
+    if top != "notify_webhooks":
+        return repr(value)
+    if isinstance(value, list):
+        return repr([shown_url(item) for item in value])
+    if isinstance(value, str) and "," not in value and not value.lstrip().startswith("["):
+        return repr(shown_url(value))
+    return "<webhook URLs, not shown: they may hold tokens>"
+
+
 def load_settings(
     repo: pathlib.Path | None = None, *, overrides: dict[str, Any] | None = None
 ) -> Settings:
@@ -287,5 +311,5 @@ def load_settings(
         else:
             origin = key
         raise errors.SettingsError(
-            f"bad setting {origin}: {first['msg']} (got {first.get('input')!r})"
+            f"bad setting {origin}: {first['msg']} (got {_shown_input(top, first.get('input'))})"
         ) from exc

@@ -119,6 +119,32 @@ def test_notify_webhooks_from_a_comma_list_a_json_list_or_the_file(
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        "https://hooks.example.com/services/T0/B0/SeCrEt,ftp://user:SeCrEt@h/x?token=SeCrEt",
+        '["https://hooks.example.com/SeCrEt", "ftp://h/SeCrEt"]',
+        '["https://hooks.example.com/SeCrEt", "ftp://h/SeCrEt"',
+        "http://h:notaport/SeCrEt",
+    ],
+)
+def test_a_bad_webhook_url_is_named_without_its_token(
+    project: pathlib.Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("LUMINA_NOTIFY_WEBHOOKS", value)
+    with pytest.raises(errors.SettingsError, match="LUMINA_NOTIFY_WEBHOOKS") as raised:
+        settings.load_settings(project)
+    assert "SeCrEt" not in str(raised.value)
+
+
+def test_a_bad_webhook_url_in_the_file_is_named_without_its_token(project: pathlib.Path) -> None:
+    write(project, "config/lumina.toml", 'notify_webhooks = ["ftp://u:SeCrEt@h:21/SeCrEt"]\n')
+    with pytest.raises(errors.SettingsError, match="notify_webhooks") as raised:
+        settings.load_settings(project)
+    assert "SeCrEt" not in str(raised.value)
+    assert "ftp://h:21/…" in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "example"),
     [("LUMINA_VALUES", "notjson", "LUMINA_VALUES='{"), ("LUMINA_DRIFT_IGNORE", "replicas", '["')],
 )

@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from reconciler import settings
 from reconciler.cycle import outcomes
 from reconciler.releasing import drifting
 
@@ -61,8 +62,7 @@ _ICONS = {
 
 def where(url: str) -> str:
     """A webhook URL as logs may show it: scheme and host, never its path or query."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…"
+    return settings.shown_url(url)
 
 
 def _services(result: outcomes.CycleResult) -> list[str]:
