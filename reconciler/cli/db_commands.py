@@ -157,7 +157,24 @@ def restore(
     service: ServiceOption = None,
 ) -> None:
     """Restore a backup into the live database, online; what it replaces is kept."""
-    done = _run(repo, service, lambda commands: commands.restore, *([name] if name else []))
+    # The daemon's lock, so no cycle's backup, revert or rollback races the restore.
+    from reconciler.daemon import locking  # noqa: PLC0415 — used here only
+
+    config = settings.load_settings(repo)
+    lock = locking.RepositoryLock(config.repo_path(config.state_dir))
+    try:
+        lock.acquire()
+    except locking.AlreadyRunningError as exc:
+        raise errors.PermanentError(
+            f"db restore refused: lumina-reconcile (PID {exc.pid or 'unknown'}) holds "
+            f"{lock.path}, and a cycle it runs could back up, revert or roll back the "
+            "database while it is restored",
+            hint="stop it first (lumina-reconcile stop), restore, then start it again",
+        ) from exc
+    try:
+        done = _run(repo, service, lambda commands: commands.restore, *([name] if name else []))
+    finally:
+        lock.release()
     typer.echo(f"restored {_describe(done['restored'])} into the live database")
     previous = done["previous"]
     typer.echo(f"the database as it was is kept as {_describe(previous)}")
