@@ -30,6 +30,10 @@ class Discovered:
 
     plugins: tuple[services.ServicePlugin, ...]
     problems: tuple[errors.PluginError, ...]
+    #: the problems of plugins that failed to import: their service still exists in the
+    #: repository and the chart, so a cycle without them would deploy it at the chart's
+    #: default tag; they block every cycle instead (see Toolbox.blocked_by)
+    unloadable: tuple[errors.PluginError, ...] = ()
 
     def by_name(self) -> dict[services.ServiceName, services.ServicePlugin]:
         return {plugin.name: plugin for plugin in self.plugins}
@@ -79,18 +83,20 @@ def discover_services(
     found = entry_points() if entry_points else importlib.metadata.entry_points(group=SERVICE_GROUP)
     usable: list[services.ServicePlugin] = []
     problems: list[errors.PluginError] = []
+    unloadable: list[errors.PluginError] = []
     taken: set[str] = set()
     for entry_point in sorted(found, key=lambda ep: ep.name):
         try:
             plugin = _load_object(entry_point)
         except Exception as exc:  # a third-party import may raise anything
-            problems.append(
-                errors.PluginError(
-                    entry_point.name,
-                    f"failed to load {entry_point.value}: {type(exc).__name__}: {exc}",
-                    hint="fix or uninstall the package that provides it",
-                )
+            failed = errors.PluginError(
+                entry_point.name,
+                f"failed to load {entry_point.value}: {type(exc).__name__}: {exc}",
+                hint="fix or uninstall the package that provides it; until then no cycle "
+                "deploys anything and the running release keeps serving",
             )
+            problems.append(failed)
+            unloadable.append(failed)
             continue
         if not isinstance(plugin, services.ServicePlugin):
             problems.append(
@@ -115,7 +121,7 @@ def discover_services(
             continue
         taken.add(plugin.name)
         usable.append(plugin)
-    return Discovered(plugins=tuple(usable), problems=tuple(problems))
+    return Discovered(plugins=tuple(usable), problems=tuple(problems), unloadable=tuple(unloadable))
 
 
 def discover_providers() -> tuple[dict[str, providers.ClusterProvider], list[errors.PluginError]]:

@@ -165,7 +165,8 @@ def run(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOption
     config = _load(repo, mode=mode)
     lock = _locked(config)
     try:
-        box = wiring.assemble(config, _plugins(config).plugins)
+        found = _plugins(config)
+        box = wiring.assemble(config, found.plugins, blocked_by=found.unloadable)
         raise typer.Exit(running.run_daemon(box))
     finally:
         lock.release()
@@ -191,7 +192,8 @@ def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOptio
     config = _load(repo, mode=mode)
     lock = _locked(config)
     try:
-        box = wiring.assemble(config, _plugins(config).plugins)
+        found = _plugins(config)
+        box = wiring.assemble(config, found.plugins, blocked_by=found.unloadable)
         result = asyncio.run(running.once_unless_stopped(box))
     finally:
         lock.release()

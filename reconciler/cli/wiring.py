@@ -69,6 +69,7 @@ def assemble(
     plugins: tuple[services.ServicePlugin, ...],
     *,
     provider: providers.ClusterProvider | None = None,
+    blocked_by: tuple[errors.PluginError, ...] = (),
 ) -> toolboxes.Toolbox:
     """Every adapter a cycle needs; starts the cluster if it is down."""
     chosen = provider or choose_provider(config)
@@ -79,6 +80,7 @@ def assemble(
     return toolboxes.Toolbox(
         config=config,
         plugins=plugins,
+        blocked_by=blocked_by,
         provider=chosen,
         cluster=cluster,
         kube=kube.Kube(cluster.kubeconfig, context),

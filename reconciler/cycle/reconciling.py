@@ -37,6 +37,8 @@ async def run_cycle(
     seen: observing.Observation | None = None
     states: list[str] = []
     try:
+        if box.blocked_by:
+            raise box.blocked_by[0]
         with phases.timed("plan"):
             seen = await observing.observe(box, observing.Request(first, force_upgrade))
         for _step in range(MAX_STEPS):

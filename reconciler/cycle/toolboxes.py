@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reconciler import services, settings
+from reconciler import errors, services, settings
 from reconciler.building import builds
 from reconciler.cluster import kube, providers
 from reconciler.cycle import ports
@@ -53,6 +53,8 @@ class Toolbox:
             "unexpected_errors": 0,
         }
     )
+    #: plugins that failed to import: each cycle fails on the first, deploying nothing
+    blocked_by: Sequence[errors.PluginError] = ()
     #: unexpected errors already logged with their traceback (each is logged once)
     seen_errors: set[str] = dataclasses.field(default_factory=set)
 
