@@ -171,3 +171,41 @@ def test_install_writes_enables_and_restarts_then_uninstall_removes(
         f"--user disable --now {name}",
         "--user daemon-reload",
     ]
+
+
+def test_secret_bearing_variables_go_to_a_0600_environment_file_never_the_unit(
+    project: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Issue 23: LUMINA_NOTIFY_WEBHOOKS (a token in its path) was written into the unit."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stand_in_systemctl(bin_dir, "")
+    config_home = tmp_path / "config"
+    hook = "https://hooks.example.com/services/T0/B0/SeCrEt$x"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "XDG_CONFIG_HOME": str(config_home),
+        "LUMINA_NOTIFY_WEBHOOKS": hook,
+        "LUMINA_REGISTRY_PASSWORD": "hunter2",
+    }
+    installed = _cli(project, env, "install")
+    assert installed.returncode == 0, installed.stderr
+    directory = config_home / "systemd" / "user"
+    unit = directory / user_service.unit_name(project)
+    secrets_file = directory / user_service.environment_file_name(project)
+    text = unit.read_text()
+    assert "SeCrEt" not in text and "hunter2" not in text
+    assert f"EnvironmentFile={secrets_file}" in text.splitlines()
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    # No user manager runs here to start the unit, so a POSIX shell reads the file back:
+    # its double-quote escapes (\\ " $ `) are the ones systemd documents for the file.
+    read_back = subprocess.run(
+        ["sh", "-c", f'set -a; . "{secrets_file}"; printf %s "$LUMINA_NOTIFY_WEBHOOKS"'],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert read_back.stdout == hook
+    removed = _cli(project, env, "uninstall")
+    assert removed.returncode == 0 and not unit.exists() and not secrets_file.exists()

@@ -8,7 +8,9 @@ restarts it when it fails; its output goes to the journal (``journalctl --user -
 Without one (a container, WSL without systemd) nothing is written and the caller starts
 the daemon detached instead. The unit is one file per repository under
 ``$XDG_CONFIG_HOME/systemd/user``; it holds no secret (those stay in
-``config/secrets.env``, which the daemon reads itself).
+``config/secrets.env``, which the daemon reads itself). Secret-bearing variables of the
+installing shell (a webhook URL's token, a registry password) go into an
+``EnvironmentFile`` beside it, mode 0600, that the unit names.
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ from collections.abc import Mapping, Sequence
 from reconciler import errors
 
 #: Variables the daemon needs from the installing shell: where the tools and the cluster
-#: are. Secret-looking names are never written (a unit file is readable by its owner's
-#: processes and often backed up).
+#: are. Secret-bearing ones are never written into the unit (a unit file is readable by
+#: its owner's processes, shown by ``systemctl cat`` and often backed up), only into its
+#: 0600 environment file.
 PASSED_ON = ("PATH", "KUBECONFIG", "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 PASSED_ON_PREFIXES = ("LUMINA_", "MINIKUBE_")
 SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY", "CREDENTIAL")
+#: Settings whose value carries a secret although the name does not say so (a Slack-style
+#: webhook URL's path is its token).
+SECRET_BEARING = frozenset({"LUMINA_NOTIFY_WEBHOOKS"})
+
+
+def secret_bearing(name: str) -> bool:
+    return name in SECRET_BEARING or any(word in name.upper() for word in SECRET_WORDS)
 
 
 class NoUserManagerError(errors.PermanentError):
@@ -64,25 +74,49 @@ def _escape(value: str, *, command: bool = False) -> str:
     return '"' + (escaped.replace("$", "$$") if command else escaped) + '"'
 
 
-def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
-    """The part of ``environ`` the unit sets for the daemon (never a secret-looking one)."""
-    chosen = {
-        name: value
-        for name, value in environ.items()
-        if name in PASSED_ON or name.startswith(PASSED_ON_PREFIXES)
-    }
+def _chosen(environ: Mapping[str, str]) -> dict[str, str]:
     return {
         name: value
-        for name, value in sorted(chosen.items())
-        if not any(word in name.upper() for word in SECRET_WORDS)
+        for name, value in sorted(environ.items())
+        if name in PASSED_ON or name.startswith(PASSED_ON_PREFIXES)
     }
 
 
-def unit_text(repo: pathlib.Path, executable: pathlib.Path, environ: Mapping[str, str]) -> str:
+def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` the unit itself sets for the daemon (never a secret)."""
+    return {name: value for name, value in _chosen(environ).items() if not secret_bearing(name)}
+
+
+def passed_on_secretly(environ: Mapping[str, str]) -> dict[str, str]:
+    """The secret-bearing part of ``environ``: for the 0600 environment file only."""
+    return {name: value for name, value in _chosen(environ).items() if secret_bearing(name)}
+
+
+def environment_file_name(repo: pathlib.Path) -> str:
+    return unit_name(repo).removesuffix(".service") + ".env"
+
+
+def environment_file_text(environ: Mapping[str, str]) -> str:
+    """``NAME="value"`` lines; inside double quotes systemd takes ``\\ " $ ` `` escaped."""
+    lines = []
+    for name, value in passed_on_secretly(environ).items():
+        escaped = "".join(f"\\{char}" if char in '\\"$`' else char for char in value)
+        lines.append(f'{name}="{escaped}"')
+    return "".join(f"{line}\n" for line in lines)
+
+
+def unit_text(
+    repo: pathlib.Path,
+    executable: pathlib.Path,
+    environ: Mapping[str, str],
+    environment_file: pathlib.Path | None = None,
+) -> str:
     """The unit file: ``lumina-reconcile run`` for ``repo``, restarted when it fails."""
     environment = "\n".join(
         f"Environment={_escape(f'{name}={value}')}" for name, value in passed_on(environ).items()
     )
+    if environment_file is not None:
+        environment += f"\nEnvironmentFile={str(environment_file).replace('%', '%%')}"
     return f"""\
 # Written by `lumina-reconcile service install`; remove with `lumina-reconcile service uninstall`.
 [Unit]
@@ -144,6 +178,14 @@ def _require() -> None:
         )
 
 
+def _write_private(path: pathlib.Path, text: str) -> None:
+    # Created 0600, and an existing file made 0600 before the secret is written into it.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+
+
 def install(
     repo: pathlib.Path, executable: pathlib.Path, environ: Mapping[str, str]
 ) -> pathlib.Path:
@@ -152,7 +194,13 @@ def install(
     directory = unit_directory(environ)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / unit_name(repo)
-    path.write_text(unit_text(repo, executable, environ))
+    secrets_path = directory / environment_file_name(repo)
+    if passed_on_secretly(environ):
+        _write_private(secrets_path, environment_file_text(environ))
+        path.write_text(unit_text(repo, executable, environ, secrets_path))
+    else:
+        secrets_path.unlink(missing_ok=True)
+        path.write_text(unit_text(repo, executable, environ))
     _systemctl("daemon-reload")
     _systemctl("enable", path.name)
     _systemctl("restart", path.name)
@@ -167,6 +215,7 @@ def uninstall(repo: pathlib.Path, environ: Mapping[str, str]) -> pathlib.Path | 
         return None
     _systemctl("disable", "--now", path.name, check=False)
     path.unlink()
+    (path.parent / environment_file_name(repo)).unlink(missing_ok=True)
     _systemctl("daemon-reload")
     return path
 
