@@ -11,6 +11,7 @@ import pytest
 from conftest import PlanRunner
 
 from reconciler.cycle import state
+from reconciler.inputs import trees
 
 TRUNCATED = '{"services": {"backend": {"digest": "abc", "tag": "ab'
 WRONG_SHAPE = json.dumps({"services": {"backend": {"digest": 1}}, "revision": "three"})
@@ -102,3 +103,25 @@ def test_two_damaged_files_in_one_second_are_both_kept(tmp_path: pathlib.Path) -
         assert state.load(tmp_path, set_aside=True).problem
     kept = sorted(path.read_text() for path in tmp_path.glob(f"{state.STATE_FILE}.damaged-*"))
     assert kept == sorted([TRUNCATED, "[1, 2, 3]"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['["a", "b"]', '{"app.py": "100644"}', '{"app.py": ["100644", 7]}', '{"app.py": ["x"]}'],
+)
+def test_a_file_listing_of_valid_json_in_the_wrong_shape_is_set_aside_not_a_crash(
+    tmp_path: pathlib.Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23: such a listing crashed ``plan``, and the daemon retried it forever."""
+    good = {"app.py": trees.FileEntry("100644", "a" * 40)}
+    state.save_manifest(tmp_path, "good", good)
+    manifests = tmp_path / state.MANIFESTS_DIR
+    (manifests / "bad.json").write_text(content, encoding="utf-8")
+    assert state.load_manifest(tmp_path, "bad") is None
+    assert not (manifests / "bad.json").exists()
+    kept = list(manifests.glob("bad.json.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_text(encoding="utf-8") == content
+    assert any(str(manifests / "bad.json") in r.getMessage() for r in caplog.records)
+    # The next read is clean (nothing left to loop on) and the good listing is untouched.
+    assert state.load_manifest(tmp_path, "bad") is None
+    assert state.load_manifest(tmp_path, "good") == good

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import pathlib
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from reconciler.inputs import trees
 STATE_FILE = "state.json"
 MANIFESTS_DIR = "manifests"
 HISTORY_KEPT = 20
+
+log = logging.getLogger("lumina.state")
 
 
 class DeployedImage(pydantic.BaseModel):
@@ -114,6 +117,18 @@ def _damage(path: pathlib.Path) -> str:
     return ""
 
 
+def _set_aside(path: pathlib.Path) -> pathlib.Path:
+    """Rename a damaged file to ``<name>.damaged-<UTC stamp>``, kept as evidence."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    number = 1
+    while kept.exists():  # two damaged files in one second: keep both
+        number += 1
+        kept = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
+    os.replace(path, kept)
+    return kept
+
+
 def load(state_dir: pathlib.Path, *, set_aside: bool = False) -> Loaded:
     """The saved state; a damaged file gives an empty state and says why.
 
@@ -134,14 +149,8 @@ def load(state_dir: pathlib.Path, *, set_aside: bool = False) -> Loaded:
             f"the state file {path} is {problem}; the next cycle sets it aside and "
             "rebuilds state from the live release",
         )
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = path.with_name(f"{path.name}.damaged-{stamp}")
-    number = 1
-    while kept.exists():  # two damaged files in one second: keep both
-        number += 1
-        kept = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
     try:
-        os.replace(path, kept)
+        kept = _set_aside(path)
     except OSError as exc:
         return Loaded(State(), f"the state file {path} is {problem} and could not be moved ({exc})")
     return Loaded(
@@ -166,10 +175,42 @@ def save_manifest(
     write_atomically(path, json.dumps(payload, separators=(",", ":")))
 
 
+def _manifest_problem(raw: object) -> str:
+    """What keeps ``raw`` from being a listing ({path: [mode, oid]}), or ""."""
+    if not isinstance(raw, dict):
+        return f"a JSON {type(raw).__name__}, not an object of path -> [mode, oid]"
+    for name, entry in raw.items():
+        if not (
+            isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, str) for v in entry)
+        ):
+            return f"entry {name!r} is {json.dumps(entry)[:80]}, not [mode, oid] (two strings)"
+    return ""
+
+
 def load_manifest(state_dir: pathlib.Path, digest: str) -> dict[str, trees.FileEntry] | None:
+    """The listing behind ``digest``, or None when none is kept (a plan then names no
+    paths for it). A damaged one is set aside and warned about, never half-read: it is a
+    cache, so the next deployment of that digest writes it anew."""
+    path = state_dir / MANIFESTS_DIR / f"{digest}.json"
     try:
-        raw = json.loads((state_dir / MANIFESTS_DIR / f"{digest}.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        problem = _manifest_problem(raw)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        problem = f"not JSON ({exc})"
+    if problem:
+        try:
+            kept = _set_aside(path)
+        except OSError as exc:
+            log.warning("the file listing %s is %s and could not be moved (%s)", path, problem, exc)
+        else:
+            log.warning(
+                "the file listing %s was %s; kept it as %s and planned without it",
+                path,
+                problem,
+                kept.name,
+            )
         return None
     return {name: trees.FileEntry(mode, oid) for name, (mode, oid) in raw.items()}
 
