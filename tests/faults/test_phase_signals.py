@@ -303,6 +303,6 @@ def _print_table() -> Iterator[None]:
     )
     text += f"\n{len(TABLE)} cases in {time.monotonic() - started:.0f}s"
     print("\nphase fault table:\n" + text, flush=True)
-    out = os.environ.get("LUMINA_PHASE_TABLE")
+    out = os.environ.get("PHASE_FAULTS_TABLE")
     if out:
         pathlib.Path(out).write_text(text + "\n")
