@@ -419,7 +419,15 @@ def e2e(session: nox.Session) -> None:
         session.run("pytest", "tests/e2e/test_0_first_contact.py", "-s", *session.posargs)
     # Separate runs: the e2e and the faults/security suites import their helpers from
     # their own conftest modules, which must not share one pytest process.
-    side_by_side = ["-n", "2", "--dist", "loadfile", "-m", "not exclusive", "--durations=15"]
+    side_by_side = [
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "-m",
+        "not exclusive and not phase_table",
+        "--durations=15",
+    ]
     with steps.step("e2e modules and faults/security modules, two at a time each, together"):
         _run_together(
             session,
@@ -466,6 +474,23 @@ def e2e(session: nox.Session) -> None:
             success_codes=[0, 5],
         )
     session.log(f"e2e steps: {steps.summary()}")
+
+
+@nox.session(python=PY, default=False, name="phase-faults")
+def phase_faults(session: nox.Session) -> None:
+    """SIGTERM and SIGKILL in each phase of a cycle on the real cluster; prints the table."""
+    _test_packages(session, "e2e")
+    _install_project(session, "test")
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "tests/faults/test_phase_signals.py",
+        "-m",
+        "phase_table",
+        "-s",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PY, default=False)

@@ -118,6 +118,7 @@ def run(
             image=_image(values, plugin.values_key),
             run=pod_commands.bind(cluster, namespace, pod),
         )
+        log.info("pre-upgrade %s: running its hook in %s", plugin.name, pod.name)
         try:
             said = plugin.pre_upgrade(upgrading)
         except errors.TemporaryError:

@@ -38,6 +38,7 @@ async def run(
         previous,
     )
     reverted = await reverting.revert_data(box, seen, attempt)
+    log.info("rolling back to revision %d with helm", previous)
     revision = await box.releaser.rollback(previous)
     box.counters["helm_reads"] += 1
     release = await box.releaser.current()

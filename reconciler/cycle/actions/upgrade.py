@@ -138,6 +138,7 @@ async def run(
         for plugin in box.plugins
         if plugin.name in wanted.images
     }
+    log.info("applying the release with helm (%s)", description)
     try:
         revision = await box.releaser.apply(values, description)
     except helm.ReleaseError as exc:
