@@ -21,7 +21,7 @@ export async function GET(): Promise<NextResponse<ChatStatus>> {
   try {
     const upstream = await callUpstream("chatbot", { path: "/ready", timeoutMs: READY_TIMEOUT_MS });
     if (upstream.ok) return NextResponse.json({ available: true, reason: null });
-    const text = await upstream.text();
+    const text = upstream.text;
     let body: unknown = text;
     try {
       body = JSON.parse(text);
