@@ -208,7 +208,7 @@ def shared(
     workspace = lumina_stack.clone(tmp_path_factory.mktemp("phases"))
     code, output = lumina_stack.once(workspace)
     assert code == 0, output
-    user = lumina_stack.signed_in(f"phases-{time.time_ns()}@lumina.invalid")
+    user = lumina_stack.signed_in(f"phases-{time.time_ns()}@example.com")
     yield workspace, user
     user.close()
 
