@@ -125,6 +125,13 @@ class Settings(pydantic_settings.BaseSettings):
     build_concurrency: int = pydantic.Field(default=2, ge=1, le=16)
     build_timeout_seconds: float = pydantic.Field(default=900.0, gt=0)
     helm_timeout_seconds: float = pydantic.Field(default=300.0, gt=0)
+    api_timeout_seconds: float = pydantic.Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How long one call to the Kubernetes API (a helm read: twice this) "
+        "may go unanswered before the cycle ends saying the API server did not answer.",
+    )
     backup_copies_dir: str = pydantic.Field(
         default="",
         description="A directory on this machine (relative to the repository, or "

@@ -9,6 +9,7 @@ import logging
 import pathlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -262,3 +263,35 @@ def test_a_receiver_answering_garbage_is_a_failed_delivery_and_later_ones_still_
         notifier.stop()
         garbage.close()
     assert [body["revision"] for body in receiver.bodies] == [1, 2]
+
+
+def test_a_hung_receiver_costs_one_timeout_per_try_and_never_holds_the_cycle_or_the_stop(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23, hangs: a receiver that accepts and never answers. Each delivery to it
+    ends at the notifier's timeout, saying so; the cycle's notification returns at once;
+    the other receiver still gets every message; and ``stop`` does not wait on it."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepted by the kernel, never answered
+    hung = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+    notifier = _notifier(hung, receiver.url, retry_delays=())
+    try:
+        with caplog.at_level(logging.WARNING, logger="lumina.notify"):
+            handed_over = time.monotonic()
+            notifier.cycle_ended(_result(outcomes.Outcome.CONVERGED, revision=1))
+            returned = time.monotonic() - handed_over
+            notifier.cycle_ended(_result(outcomes.Outcome.ROLLED_BACK, revision=2))
+            # Two deliveries to the hung one, each ended by its timeout, then the drain.
+            drained = notifier.drain(4 * notifying.TIMEOUT_SECONDS + 5)
+    finally:
+        stopping = time.monotonic()
+        notifier.stop()
+        stopped = time.monotonic() - stopping
+        silent.close()
+    assert returned < notifying.TIMEOUT_SECONDS, "the cycle waited for the hung receiver"
+    assert drained, "a delivery to the hung receiver did not end at its timeout"
+    assert [body["revision"] for body in receiver.bodies] == [1, 2]
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "127.0.0.1" in said and "timed out" in said, said
+    assert stopped < notifying.TIMEOUT_SECONDS, "stop waited for the hung receiver"

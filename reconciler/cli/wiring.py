@@ -83,7 +83,7 @@ def assemble(
         blocked_by=blocked_by,
         provider=chosen,
         cluster=cluster,
-        kube=kube.Kube(cluster.kubeconfig, context),
+        kube=kube.Kube(cluster.kubeconfig, context, request_timeout=config.api_timeout_seconds),
         releaser=helm.Releaser(
             helm=helm_executable(),
             kubeconfig=cluster.kubeconfig,
@@ -92,6 +92,7 @@ def assemble(
             release=config.release,
             chart=config.repo_path(config.chart),
             timeout_seconds=config.helm_timeout_seconds,
+            read_timeout_seconds=2 * config.api_timeout_seconds,
         ),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),

@@ -290,7 +290,9 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
         release = await box.releaser.current()
         writers: tuple[int, ...] = ()
         if release is not None and release.status in helm.PENDING_NAMES:
-            writers = tuple(helm.helm_writers(box.config.release, box.config.namespace))
+            writers = tuple(
+                await asyncio.to_thread(helm.helm_writers, box.config.release, box.config.namespace)
+            )
         baseline = await asyncio.to_thread(deployed_baseline, sources, seen.saved, release, True)
         seen = dataclasses.replace(
             seen, release=release, release_read=True, baseline=baseline, helm_writers=writers

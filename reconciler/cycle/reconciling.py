@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from reconciler import errors
@@ -23,6 +24,17 @@ log = logging.getLogger("lumina.reconcile")
 #: more steps than any path needs (unlock, build, deliver, upgrade, verify, remediate,
 #: record): a loop that has not settled by then is a bug, reported as such
 MAX_STEPS = 12
+
+
+async def _concluded[T](conclude: Callable[..., T], *args: Any) -> T:
+    """Conclude off the loop (the state is written and fsynced there), and never half:
+    a cancellation that arrives meanwhile waits for the record, then goes on."""
+    task = asyncio.ensure_future(asyncio.to_thread(conclude, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
 
 
 async def run_cycle(
@@ -45,7 +57,10 @@ async def run_cycle(
             decision = deciding.decide(seen)
             states.append(decision.state.value)
             if decision.action is deciding.Action.NONE:
-                return concluding.decided(box, seen, decision, phases.seconds, tuple(states))
+                # Concluding writes (and fsyncs) the state: off the loop, as every write is.
+                return await _concluded(
+                    concluding.decided, box, seen, decision, phases.seconds, tuple(states)
+                )
             log.info("%s: %s -> %s", decision.state.value, decision.reason, decision.action.value)
             with phases.timed(actions.PHASE_NAMES[decision.action]):
                 seen = await actions.BY_ACTION[decision.action](box, seen, decision)
@@ -53,9 +68,9 @@ async def run_cycle(
     except asyncio.CancelledError:
         raise
     except errors.LuminaError as exc:
-        return concluding.failed(box, seen, exc, phases.seconds, tuple(states))
+        return await _concluded(concluding.failed, box, seen, exc, phases.seconds, tuple(states))
     except Exception as exc:  # a bug or a library's surprise must not end the daemon
-        return concluding.crashed(box, seen, exc, phases.seconds, tuple(states))
+        return await _concluded(concluding.crashed, box, seen, exc, phases.seconds, tuple(states))
     finally:
         if "deploy" in phases.seconds:
             box.metrics.deploy_seconds.observe(

@@ -3,8 +3,11 @@
 Who calls it: ``lumina-reconcile run``. Long-lived pieces — the watcher's thread, the
 status server, the cycle task — are started by name and stopped in reverse order. On
 SIGTERM or SIGINT a running cycle is cancelled: a build is abandoned before anything
-reaches Helm, an upgrade's helm process is terminated and the release is brought back
-to its last deployed revision, then state is saved and the process exits 0.
+reaches Helm; a helm write (an upgrade, a rollback) runs to its end, never left
+``pending-*``, and a pending release an earlier crash left is cleared. A revision
+applied but not yet seen ready stays deployed: the next start verifies it and rolls it
+back if its pods fail. A stop during a rollback records the failure, so the next start
+does not try those inputs again. Then the process exits 0.
 """
 
 from __future__ import annotations

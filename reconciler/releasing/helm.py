@@ -15,7 +15,7 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any
 
 import pyhelm3
@@ -128,6 +128,7 @@ class Releaser:
         release: str,
         chart: pathlib.Path,
         timeout_seconds: float,
+        read_timeout_seconds: float = 60.0,
     ) -> None:
         try:
             self._client = pyhelm3.Client(
@@ -145,10 +146,27 @@ class Releaser:
         self.chart = chart
         self.timeout = f"{int(timeout_seconds)}s"
         self.timeout_seconds = timeout_seconds
+        self.read_timeout_seconds = read_timeout_seconds
+
+    async def _read[T](self, reading: Awaitable[T], doing: str) -> T:
+        """A helm read, bounded: helm itself sets no timeout on its API requests, so a
+        hung API server would hang the cycle with no word. A cancelled read terminates
+        its helm (pyhelm3 does), and nothing was being written."""
+        try:
+            return await asyncio.wait_for(reading, self.read_timeout_seconds)
+        except TimeoutError:
+            raise ClusterUnreachableError(
+                f"{doing}: helm got no answer from the Kubernetes API server in "
+                f"{self.read_timeout_seconds:.0f}s (is it hung, or a proxy in front of it?)",
+                retry_after=10,
+            ) from None
 
     async def _revision(self) -> Any:
         try:
-            return await self._client.get_current_revision(self.release, namespace=self.namespace)
+            return await self._read(
+                self._client.get_current_revision(self.release, namespace=self.namespace),
+                f"reading release {self.release}",
+            )
         except pyhelm3.errors.ReleaseNotFoundError:
             return None
         except pyhelm3.errors.Error as exc:
@@ -160,14 +178,14 @@ class Releaser:
         if revision is None:
             return None
         try:
-            values = await revision.values()
+            values = await self._read(revision.values(), "reading release values")
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, "reading release values") from exc
         return ReleaseState(revision.revision, str(revision.status.value), dict(values or {}))
 
     async def _outlast_orphans(self, patience_seconds: float) -> str | None:
         """Wait, bounded, for a helm left behind by a killed run to finish its work."""
-        writers = helm_writers(self.release, self.namespace)
+        writers = await asyncio.to_thread(helm_writers, self.release, self.namespace)
         if not writers:
             return None
         log.warning(
@@ -178,7 +196,7 @@ class Releaser:
         deadline = time.monotonic() + patience_seconds
         while writers and time.monotonic() < deadline:
             await asyncio.sleep(1)
-            writers = helm_writers(self.release, self.namespace)
+            writers = await asyncio.to_thread(helm_writers, self.release, self.namespace)
         if writers:
             raise ReleaseError(
                 f"helm (PID {', '.join(map(str, writers))}) has been changing release "
@@ -238,7 +256,8 @@ class Releaser:
         if revision is None:
             return []
         try:
-            return [obj for obj in await revision.resources() if obj]
+            found = await self._read(revision.resources(), "reading the release manifest")
+            return [obj for obj in found if obj]
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, "reading the release manifest") from exc
 
@@ -295,7 +314,7 @@ class Releaser:
         if revision is None:
             return []
         try:
-            found = await revision.release.history()
+            found = await self._read(revision.release.history(), "reading release history")
         except pyhelm3.errors.Error as exc:
             raise _translate(exc, "reading release history") from exc
         return [

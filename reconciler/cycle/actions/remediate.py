@@ -8,11 +8,12 @@ no pod while it rolls back, so the cycle says when the old one is ready again.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
 from reconciler.cluster import rollout
-from reconciler.cycle import deciding, observing, toolboxes
+from reconciler.cycle import concluding, deciding, observing, toolboxes
 from reconciler.cycle.actions import reverting
 from reconciler.releasing import targets
 
@@ -39,15 +40,29 @@ async def run(
     )
     reverted = await reverting.revert_data(box, seen, attempt)
     log.info("rolling back to revision %d with helm", previous)
-    revision = await box.releaser.rollback(previous)
-    box.counters["helm_reads"] += 1
-    release = await box.releaser.current()
-    restored = targets.release_images(box.plugins, release)
-    by_key: dict[str, str] = {plugin.name: plugin.values_key for plugin in box.plugins}
-    expected = {by_key[name]: image for name, image in restored.items() if name in by_key}
-    again = await rollout.await_rollout(
-        box.kube, box.config.namespace, expected, timeout=box.config.helm_timeout_seconds
-    )
+    try:
+        revision = await box.releaser.rollback(previous)
+        box.counters["helm_reads"] += 1
+        release = await box.releaser.current()
+        restored = targets.release_images(box.plugins, release)
+        by_key: dict[str, str] = {plugin.name: plugin.values_key for plugin in box.plugins}
+        expected = {by_key[name]: image for name, image in restored.items() if name in by_key}
+        again = await rollout.await_rollout(
+            box.kube, box.config.namespace, expected, timeout=box.config.helm_timeout_seconds
+        )
+    except asyncio.CancelledError:
+        # Helm's rollback is never cut short (see the Helm adapter): by now it ran.
+        said = "; ".join(
+            [
+                f"rollout failed: {failed.summary}",
+                f"stopped while rolling back to revision {previous} (helm finished the "
+                "rollback); these inputs are not tried again until they change",
+                *reverted,
+            ]
+        )
+        await asyncio.to_thread(concluding.stopped_in_rollback, box, seen, said)
+        log.warning("%s", said)
+        raise
     said = f"rolled back to revision {previous} (now revision {revision})"
     if again.verdict is rollout.Verdict.READY:
         said += f", serving again after {again.seconds:.1f}s"

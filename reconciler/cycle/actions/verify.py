@@ -9,6 +9,7 @@ seconds of its first crash.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -82,7 +83,8 @@ async def run(
         seen.desired.images,
         seen.desired.release_inputs,
     )
-    hooks = _post_deploy(box, seen) if attempt.applied_now else []
+    # A plugin's hook may block (a smoke request): off the loop the status page answers.
+    hooks = await asyncio.to_thread(_post_deploy, box, seen) if attempt.applied_now else []
     return dataclasses.replace(
         verified,
         pending_rollout=None,
