@@ -203,6 +203,8 @@ def _run_together(session: nox.Session, runs: dict[str, list[str]]) -> None:
     For pytest runs that must be separate processes but spend their time waiting on pods:
     side by side they share the cluster's idle time instead of queueing for it.
     """
+    if session.run("python", "-c", "", silent=True) is None:
+        return  # --install-only: session.run runs nothing, and neither does this
     env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
     env["PATH"] = f"{session.bin}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
