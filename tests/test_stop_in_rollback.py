@@ -35,6 +35,9 @@ class HelmStillRollingBack(fakes.FakeReleases):
         self.rolling_back = asyncio.Event()
         self.finished: list[int] = []
 
+    async def current(self) -> helm.ReleaseState | None:  # type: ignore[override]
+        return helm.ReleaseState(self.revision, "deployed", {}) if self.finished else None
+
     async def rollback(self, to_revision: int | None = None) -> int:
         self.journal.calls.append(f"helm rollback {to_revision}")
         self.rolling_back.set()
@@ -111,3 +114,4 @@ def test_a_stop_during_the_rollback_records_the_failure_once_helm_finished(
     assert kept.last_failure["outcome"] == "rolled-back"
     assert "stopped while rolling back to revision 4" in kept.last_failure["message"]
     assert kept.history[-1]["outcome"] == "rolled-back"
+    assert kept.revision == 6, "the state does not name the revision Helm has after the rollback"

@@ -182,14 +182,18 @@ def crashed(
 
 
 def stopped_in_rollback(
-    box: toolboxes.Toolbox, seen: observing.Observation, message: str
+    box: toolboxes.Toolbox, seen: observing.Observation, message: str, revision: int | None
 ) -> outcomes.CycleResult:
     """A stop (SIGTERM) landed once the rollback had begun: Helm finished it, so the
     failure is recorded as a rollback's is, and the next start does not try the same
-    inputs again. (Before the rollback, nothing is recorded: the next start finds the
-    failed revision still deployed, verifies it and rolls it back itself.)"""
+    inputs again; ``revision`` is the one Helm now has, when known. (Before the rollback,
+    nothing is recorded: the next start finds the failed revision still deployed,
+    verifies it and rolls it back itself.)"""
     assert seen.desired is not None
-    result = _result(seen, outcomes.Outcome.ROLLED_BACK, message, {}, ("rollout-failed",))
-    _save(box, seen.saved, result, failed_inputs=seen.desired.key)
+    result = _result(
+        seen, outcomes.Outcome.ROLLED_BACK, message, {}, ("rollout-failed",), revision=revision
+    )
+    saved = seen.saved if revision is None else seen.saved.model_copy(update={"revision": revision})
+    _save(box, saved, result, failed_inputs=seen.desired.key)
     box.metrics.cycles.labels(result.outcome.value).inc()
     return result

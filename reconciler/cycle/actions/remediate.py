@@ -12,12 +12,26 @@ import asyncio
 import dataclasses
 import logging
 
+from reconciler import errors
 from reconciler.cluster import rollout
 from reconciler.cycle import concluding, deciding, observing, toolboxes
 from reconciler.cycle.actions import reverting
 from reconciler.releasing import targets
 
 log = logging.getLogger("lumina.reconcile")
+
+
+async def _rolled_back_to(box: toolboxes.Toolbox, attempt: observing.Rollout) -> int | None:
+    """The revision a rollback cut short by a stop left deployed, if Helm says one is
+    (the rollback's return value is lost with the cancellation)."""
+    try:
+        release = await box.releaser.current()
+    except errors.LuminaError as exc:
+        log.warning("could not read the release after the rollback: %s", exc)
+        return None
+    if release is None or release.status != "deployed" or release.revision == attempt.revision:
+        return None
+    return release.revision
 
 
 async def run(
@@ -60,7 +74,9 @@ async def run(
                 *reverted,
             ]
         )
-        await asyncio.to_thread(concluding.stopped_in_rollback, box, seen, said)
+        await asyncio.to_thread(
+            concluding.stopped_in_rollback, box, seen, said, await _rolled_back_to(box, attempt)
+        )
         log.warning("%s", said)
         raise
     said = f"rolled back to revision {previous} (now revision {revision})"
