@@ -24,8 +24,8 @@ import pytest
 
 from reconciler import settings
 from reconciler.cluster import rollout
-from reconciler.cycle import outcomes, state
-from reconciler.daemon import metrics, reporting, serving
+from reconciler.cycle import metrics, outcomes, state
+from reconciler.daemon import reporting, serving
 from reconciler.releasing import drifting
 
 try:
