@@ -98,7 +98,8 @@ def plan(
     decision = deciding.decide(seen)
     if since:
         assert seen.desired is not None
-        result = seen.desired.snapshot.plan(snapshots.baseline_at(config, found.plugins, since))
+        earlier = snapshots.take_at(config, found.plugins, since)
+        result = planning.plan_snapshot(seen.desired.snapshot, planning.baseline_of(earlier))
     else:
         result = seen.plan() or _paused(decision)
     if as_json:
