@@ -38,7 +38,8 @@ async def _child(repo: pathlib.Path) -> None:
     # The child alone needs the daemon's modules; `running` and `wiring` are imported for
     # their weight (kubernetes, pyhelm3, docker), since the real daemon loads them too.
     from reconciler import discovery, settings  # noqa: PLC0415
-    from reconciler.daemon import metrics, serving  # noqa: PLC0415
+    from reconciler.cycle import metrics  # noqa: PLC0415
+    from reconciler.daemon import serving  # noqa: PLC0415
     from reconciler.inputs import debouncing, snapshots, watching, worktree_reading  # noqa: PLC0415
 
     config = settings.load_settings(repo)

@@ -24,9 +24,8 @@ from bench import measuring
 from reconciler import discovery, settings
 from reconciler.cli import wiring
 from reconciler.cluster import kube, providers
-from reconciler.cycle import observing, reconciling, state, toolboxes
+from reconciler.cycle import metrics, observing, reconciling, state, toolboxes
 from reconciler.cycle import outcomes as cycle_outcomes
-from reconciler.daemon import metrics
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import helm
 

@@ -50,8 +50,8 @@ from typing import Any
 from bench import measuring
 from reconciler import discovery, services, settings
 from reconciler.cluster import rollout
-from reconciler.cycle import observing, outcomes, reconciling, state, toolboxes
-from reconciler.daemon import metrics, notifying, running
+from reconciler.cycle import metrics, observing, outcomes, reconciling, state, toolboxes
+from reconciler.daemon import notifying, running
 from reconciler.inputs import worktree_reading
 
 NAME = "notify"

@@ -20,6 +20,7 @@ import pytest
 from reconciler import discovery, errors, settings
 from reconciler.cycle import (
     concluding,
+    metrics,
     observing,
     outcomes,
     planning,
@@ -27,7 +28,6 @@ from reconciler.cycle import (
     state,
     toolboxes,
 )
-from reconciler.daemon import metrics
 from reconciler.inputs import worktree_reading
 
 

@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from reconciler.daemon import locking, metrics, serving
+from reconciler.cycle import metrics
+from reconciler.daemon import locking, serving
 
 
 def test_second_holder_is_refused_with_the_first_pid(tmp_path: pathlib.Path) -> None:

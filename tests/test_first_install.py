@@ -15,9 +15,8 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import namespaces
-from reconciler.cycle import deciding, observing, planning, state, toolboxes
+from reconciler.cycle import deciding, metrics, observing, planning, state, toolboxes
 from reconciler.cycle.actions import upgrade
-from reconciler.daemon import metrics
 from reconciler.inputs import secret_inputs, worktree_reading
 
 TAGS = {"frontend": "f" * 12, "backend": "b" * 12, "chatbot": "c" * 12}

@@ -17,8 +17,8 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import rollout
-from reconciler.cycle import outcomes, reconciling, toolboxes
-from reconciler.daemon import metrics, notifying, running
+from reconciler.cycle import metrics, outcomes, reconciling, toolboxes
+from reconciler.daemon import notifying, running
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import drifting
 

@@ -13,8 +13,7 @@ import importlib.metadata
 import pathlib
 
 from reconciler import discovery, settings
-from reconciler.cycle import outcomes, reconciling, toolboxes
-from reconciler.daemon import metrics
+from reconciler.cycle import metrics, outcomes, reconciling, toolboxes
 from reconciler.inputs import worktree_reading
 
 

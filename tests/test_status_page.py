@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from reconciler import settings
-from reconciler.cluster import rollout
-from reconciler.cycle import outcomes, state
-from reconciler.daemon import metrics, reporting, serving
+from reconciler.cluster import app_urls, providers, rollout
+from reconciler.cycle import metrics, outcomes, state
+from reconciler.daemon import reporting, serving
 from reconciler.releasing import drifting
 
 try:
@@ -140,14 +140,14 @@ class Feed:
         self.timeline.add(result)
 
     def status(self) -> dict[str, Any]:
-        return reporting.status_document(
-            self.config,
-            self.last,
-            time.time() - 7200,
-            self.drift,
+        live = reporting.Live(
+            pid=os.getpid(),
+            started_at=time.time() - 7200,
+            last=self.last,
             cycles=self.timeline.cycles(),
-            app=reporting.app_url(self.config, ""),
+            drift=self.drift,
         )
+        return reporting.status_document(self.config, live)
 
 
 @pytest.fixture
@@ -168,6 +168,14 @@ def test_the_page_shows_a_converged_then_a_rolled_back_cycle_live(
 ) -> None:
     config = settings.load_settings(project)
     _save(config, revision=12)
+    # What the local provider says when the cluster comes up (wiring records it).
+    app_urls.record(
+        config.repo_path(config.state_dir),
+        "local",
+        providers.ClusterInfo(
+            project / "kubeconfig", "lumina", "192.0.2.2", app_url="http://127.0.0.1:30080"
+        ),
+    )
     feed = Feed(config)
     feed.ended(CONVERGED)
     server = serving.StatusServer(0, feed.status, metrics.Metrics(), cycles=feed.timeline.cycles)

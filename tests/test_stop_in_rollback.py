@@ -18,9 +18,8 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import rollout
-from reconciler.cycle import deciding, observing, planning, state, toolboxes
+from reconciler.cycle import deciding, metrics, observing, planning, state, toolboxes
 from reconciler.cycle.actions import remediate
-from reconciler.daemon import metrics
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import helm
 

@@ -28,7 +28,7 @@ from reconciler import discovery, errors, settings
 from reconciler.cli import db_commands, logs_command, service_commands, verify_command
 from reconciler.cluster import app_urls, providers
 from reconciler.cycle import deciding, observing, planning, state
-from reconciler.daemon import locking
+from reconciler.daemon import locking, reporting
 from reconciler.inputs import contexts, git_reading, snapshots, worktree_reading
 
 # Commands that talk to a cluster import their adapters (kubernetes, pyhelm3, docker,
@@ -98,7 +98,8 @@ def plan(
     decision = deciding.decide(seen)
     if since:
         assert seen.desired is not None
-        result = seen.desired.snapshot.plan(snapshots.baseline_at(config, found.plugins, since))
+        earlier = snapshots.take_at(config, found.plugins, since)
+        result = planning.plan_snapshot(seen.desired.snapshot, planning.baseline_of(earlier))
     else:
         result = seen.plan() or _paused(decision)
     if as_json:
@@ -212,31 +213,6 @@ def once(repo: RepoOption = None, mode: ModeOption = None, verbose: VerboseOptio
     raise typer.Exit(0 if result.outcome.converged else 1)
 
 
-def _status(config: settings.Settings) -> dict[str, object]:
-    state_dir = config.repo_path(config.state_dir)
-    loaded = state.load(state_dir)
-    saved = loaded.state
-    return {
-        "repository": str(config.repo),
-        "mode": config.mode.value,
-        "namespace": config.namespace,
-        "release": config.release,
-        "revision": saved.revision,
-        "daemon": {
-            "pid": locking.holder(state_dir),
-            "status_url": f"http://127.0.0.1:{config.status_port}/status",
-        },
-        "services": {
-            name: {"tag": image.tag, "digest": image.digest, "image": image.image}
-            for name, image in sorted(saved.services.items())
-        },
-        "last_cycle": saved.history[-1] if saved.history else None,
-        "last_failure": saved.last_failure,
-        "state_problem": loaded.problem or None,
-        "cluster": app_urls.recorded(state_dir),
-    }
-
-
 def _rollout_states(config: settings.Settings) -> dict[str, str]:
     from reconciler.cli import wiring  # noqa: PLC0415 — see the note on imports
     from reconciler.cluster import kube, rollout  # noqa: PLC0415 — see the note on imports
@@ -263,25 +239,22 @@ def status(
 ) -> None:
     """Per service: deployed tag and digest, the release revision, the last cycle."""
     config = _load(repo)
-    document = _status(config)
-    if live:
-        rollouts = _rollout_states(config)
-        for name, service in document["services"].items():  # type: ignore[attr-defined]
-            service["rollout"] = rollouts.get(name, "unknown")
+    # The daemon's own document (same keys as its /status), without what only it knows.
+    document = reporting.status_document(config, rollouts=_rollout_states(config) if live else None)
     if as_json:
         typer.echo(json.dumps(document, indent=2))
         return
-    pid = document["daemon"]["pid"]  # type: ignore[index]
+    pid = document["daemon"]["pid"]
     typer.echo(f"release {config.release} in {config.namespace}: revision {document['revision']}")
     typer.echo(f"daemon: {'running, PID ' + str(pid) if pid else 'not running'}")
-    typer.echo(app_urls.describe(document["cluster"]))  # type: ignore[arg-type]
+    typer.echo(app_urls.describe(document["cluster"]))
     table = rich.table.Table()
     for column in ("service", "tag", "digest", "rollout"):
         table.add_column(column)
-    for name, image in document["services"].items():  # type: ignore[attr-defined]
-        table.add_row(
-            name, image["tag"], image["digest"][:20], image.get("rollout", "(use --live)")
-        )
+    for name, image in document["services"].items():
+        # Without --live the rollout is only what the last cycles said: not shown as fact.
+        shown = image["rollout"] if live else "(use --live)"
+        table.add_row(name, image["tag"], image["digest"][:20], shown)
     rich.console.Console().print(table)
     if document["state_problem"]:
         stderr.print(f"[yellow]warning[/]: {document['state_problem']}", highlight=False)

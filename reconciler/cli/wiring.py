@@ -13,8 +13,7 @@ import shutil
 
 from reconciler import discovery, errors, services, settings
 from reconciler.cluster import app_urls, kube, providers
-from reconciler.cycle import toolboxes
-from reconciler.daemon import metrics
+from reconciler.cycle import metrics, toolboxes
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import helm
 

@@ -12,8 +12,8 @@ import json
 import pathlib
 from typing import Any
 
+from reconciler import atomic_files
 from reconciler.cluster import providers
-from reconciler.cycle import state
 
 FILE = "cluster.json"
 
@@ -29,7 +29,7 @@ def record(state_dir: pathlib.Path, provider: str, info: providers.ClusterInfo) 
     }
     if recorded(state_dir) != document:
         state_dir.mkdir(parents=True, exist_ok=True)
-        state.write_atomically(state_dir / FILE, json.dumps(document, indent=2) + "\n")
+        atomic_files.write(state_dir / FILE, json.dumps(document, indent=2) + "\n")
     return document
 
 

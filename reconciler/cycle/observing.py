@@ -126,7 +126,7 @@ class Observation:
         if self.desired is None:
             return None
         wanted = planning.Wanted(self.desired.images, self.desired.release_inputs)
-        return self.desired.snapshot.plan(self.baseline, wanted)
+        return planning.plan_snapshot(self.desired.snapshot, self.baseline, wanted)
 
     def with_release(
         self, release: helm.ReleaseState, images: Mapping[str, str], release_inputs: str

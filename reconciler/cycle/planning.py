@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import services
 from reconciler.inputs import contexts, trees
+
+if TYPE_CHECKING:  # for its type only: reading a snapshot pulls in git, planning stays pure
+    from reconciler.inputs import snapshots
 
 MAX_REASON_PATHS = 3
 
@@ -45,6 +48,18 @@ class Wanted:
 
 
 EMPTY_BASELINE = Baseline(label="nothing deployed yet", digests={}, files={}, chart_digest=None)
+
+
+def baseline_of(earlier: snapshots.Snapshot) -> Baseline:
+    """An earlier revision's inputs (``plan --since REV``) as the baseline; a revision
+    without the chart has no chart digest, so the chart plans as new."""
+    return Baseline(
+        label=earlier.label,
+        digests={inputs.name: inputs.digest for inputs in earlier.services},
+        files={inputs.name: inputs.files for inputs in earlier.services},
+        chart_digest=earlier.chart_digest if earlier.chart_files else None,
+        chart_files=earlier.chart_files,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,3 +231,10 @@ def plan(
         chart_changed=chart_changed,
         chart_reasons=chart_reasons,
     )
+
+
+def plan_snapshot(
+    snapshot: snapshots.Snapshot, baseline: Baseline, wanted: Wanted | None = None
+) -> Plan:
+    """:func:`plan` for the inputs one snapshot of the repository holds."""
+    return plan(snapshot.services, snapshot.chart_digest, snapshot.chart_files, baseline, wanted)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pydantic
 
+from reconciler import atomic_files
 from reconciler.cycle import planning
 from reconciler.inputs import trees
 
@@ -85,23 +86,6 @@ class Loaded:
     problem: str = ""
 
 
-def write_atomically(path: pathlib.Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    # The rename itself is durable only once the directory is: a power cut must not
-    # bring back the previous file after a cycle reported its new one.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def _damage(path: pathlib.Path) -> str:
     """Why ``path`` is not a state file, or "" when it is one (or absent)."""
     try:
@@ -161,7 +145,7 @@ def load(state_dir: pathlib.Path, *, set_aside: bool = False) -> Loaded:
 
 
 def save(state_dir: pathlib.Path, state: State) -> None:
-    write_atomically(state_dir / STATE_FILE, json.dumps(state.to_json(), indent=2))
+    atomic_files.write(state_dir / STATE_FILE, json.dumps(state.to_json(), indent=2))
 
 
 def save_manifest(
@@ -172,7 +156,7 @@ def save_manifest(
     if path.exists():
         return
     payload = {name: [entry.mode, entry.oid] for name, entry in files.items()}
-    write_atomically(path, json.dumps(payload, separators=(",", ":")))
+    atomic_files.write(path, json.dumps(payload, separators=(",", ":")))
 
 
 def _manifest_problem(raw: object) -> str:

@@ -19,8 +19,7 @@ from typing import Any
 from reconciler import errors, services, settings
 from reconciler.building import builds
 from reconciler.cluster import kube, providers
-from reconciler.cycle import ports
-from reconciler.daemon import metrics
+from reconciler.cycle import metrics, ports
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import targets
 

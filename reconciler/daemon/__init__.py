@@ -1,1 +1,1 @@
-"""The long-running daemon: its loop, status server and page, metrics, notifications, lock."""
+"""The long-running daemon: its loop, status server and page, notifications, lock."""

@@ -1,23 +1,26 @@
-"""What the status endpoint and page show: the status document, the recent cycles, rollouts.
+"""The status document, the recent cycles and the live rollouts.
 
-Who calls it: the daemon (:mod:`reconciler.daemon.running`) builds the document for
+Who calls it: ``lumina-reconcile status`` (:mod:`reconciler.cli.main`) prints the status
+document; the daemon (:mod:`reconciler.daemon.running`) serves the same document at
 ``/status`` and keeps the ring of recent cycles behind ``/cycles``; the status page
 (``page/``, served by :mod:`reconciler.daemon.serving`) draws both. Everything here is
-built from the saved state, cycle results and Deployment status — none holds a secret.
+built from the saved state, the app URL the provider gave, cycle results and Deployment
+status — none holds a secret.
 """
 
 from __future__ import annotations
 
 import collections
-import os
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler import settings
-from reconciler.cluster import kube, rollout
+from reconciler.cluster import app_urls, kube, rollout
 from reconciler.cycle import outcomes, state
+from reconciler.daemon import locking
 from reconciler.releasing import drifting
 
 #: cycles the daemon keeps in memory for the page (the state file keeps fewer)
@@ -131,37 +134,65 @@ def last_failed_cycle(
     return dict(saved.last_failure) if saved.last_failure else None
 
 
-def app_url(config: settings.Settings, node_ip: str) -> str:
-    """Where the frontend answers: its NodePort on the node (loopback for the local one)."""
-    return f"http://{node_ip or '127.0.0.1'}:{config.node_port}"
+@dataclasses.dataclass(frozen=True)
+class Live:
+    """What only the running daemon knows; ``status`` run as a command has none of it."""
+
+    pid: int
+    started_at: float
+    #: the result of the daemon's last cycle, newer than the state file's history
+    last: outcomes.CycleResult | None = None
+    #: the daemon's timeline (:class:`Timeline`), longer than the state file's history
+    cycles: Sequence[Mapping[str, Any]] = ()
+    #: what the daemon's drift watch found last
+    drift: Sequence[drifting.Drift] = ()
 
 
 def status_document(
     config: settings.Settings,
-    last: outcomes.CycleResult | None,
-    started_at: float,
-    drift: Sequence[drifting.Drift] = (),
+    live: Live | None = None,
     *,
-    cycles: Sequence[Mapping[str, Any]] = (),
-    live: Mapping[str, str] | None = None,
-    app: str = "",
+    rollouts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What ``/status`` shows: state and outcomes, never a secret."""
-    loaded = state.load(config.repo_path(config.state_dir))
+    """The one status document: ``status --json`` prints it, ``/status`` serves it.
+
+    Both have the same keys, read from the same state directory: the saved state, the
+    app URL the cluster provider gave (:mod:`reconciler.cluster.app_urls`, also under
+    ``cluster``) and the daemon's lock. Only the running daemon fills what it alone
+    knows, from ``live``; without it ``daemon.started_at`` and ``drift`` are null, the
+    daemon's PID is the lock holder's, and the cycles are the state file's history.
+    ``rollouts`` are the Deployments' states read from the cluster (by the daemon, or
+    ``status --live``); without them a service's rollout is what its last cycles say.
+    Never a secret.
+    """
+    state_dir = config.repo_path(config.state_dir)
+    loaded = state.load(state_dir)
     saved = loaded.state
-    recent = list(cycles) or saved.history
+    recent = (list(live.cycles) if live else []) or saved.history
+    if live is not None and live.last is not None:
+        last_cycle: dict[str, Any] | None = live.last.to_json()
+    else:
+        last_cycle = saved.history[-1] if saved.history else None
+    cluster = app_urls.recorded(state_dir)
     return {
         "repository": str(config.repo),
         "mode": config.mode.value,
         "namespace": config.namespace,
         "release": config.release,
         "revision": saved.revision,
-        "daemon": {"pid": os.getpid(), "started_at": started_at},
-        "app_url": app,
-        "services": service_rows(saved, recent, live or {}),
-        "last_cycle": last.to_json() if last else (saved.history[-1] if saved.history else None),
+        "daemon": {
+            "pid": live.pid if live else locking.holder(state_dir),
+            "started_at": live.started_at if live else None,
+            "status_url": f"http://127.0.0.1:{config.status_port}/status",
+        },
+        # Only ever the provider's URL: the node's address is often not reachable from
+        # this machine (kind, minikube's docker driver), and the provider knows that.
+        "app_url": (cluster or {}).get("app_url", ""),
+        "cluster": cluster,
+        "services": service_rows(saved, recent, rollouts or {}),
+        "last_cycle": last_cycle,
         "last_failure": saved.last_failure,
         "last_failed_cycle": last_failed_cycle(recent, saved),
-        "drift": [item.to_json() for item in drift],
+        "drift": [item.to_json() for item in live.drift] if live else None,
         "state_problem": loaded.problem or None,
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from typing import Any
@@ -124,16 +125,14 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The document of ``/status`` (called from the status server's thread)."""
-        return reporting.status_document(
-            self.box.config,
-            self.last,
-            self.started_at,
-            self.drift,
+        live = reporting.Live(
+            pid=os.getpid(),
+            started_at=self.started_at,
+            last=self.last,
             cycles=self.timeline.cycles(),
-            live=self.rollouts.states(),
-            app=self.box.cluster.app_url
-            or reporting.app_url(self.box.config, self.box.cluster.node_ip),
+            drift=self.drift,
         )
+        return reporting.status_document(self.box.config, live, rollouts=self.rollouts.states())
 
     async def _abandon(self, cycle: asyncio.Task[outcomes.CycleResult]) -> None:
         await abandon(self.box, cycle)

@@ -19,7 +19,7 @@ from typing import Any
 from wsgiref import simple_server
 
 from reconciler import errors
-from reconciler.daemon import metrics
+from reconciler.cycle import metrics
 
 StartResponse = Callable[..., Any]
 LOOPBACK = "127.0.0.1"

@@ -2,7 +2,9 @@
 
 Who calls it: the ``plan`` command and the reconcile loop. It picks the source for the
 trigger mode — the work tree (saved edits and untracked files) or the tracked branch's
-committed tree (never anything uncommitted) — and a baseline for ``--since REV``.
+committed tree (never anything uncommitted) — and reads an earlier revision for
+``--since REV``. What a snapshot is compared with is the cycle's business
+(:mod:`reconciler.cycle.planning`): this module only reads.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from reconciler import services, settings
-from reconciler.cycle import planning
 from reconciler.inputs import contexts, git_reading, trees, worktree_reading
 
 
@@ -21,11 +22,6 @@ class Snapshot:
     services: tuple[contexts.ServiceInputs, ...]
     chart_digest: str
     chart_files: Mapping[str, trees.FileEntry]
-
-    def plan(
-        self, baseline: planning.Baseline, wanted: planning.Wanted | None = None
-    ) -> planning.Plan:
-        return planning.plan(self.services, self.chart_digest, self.chart_files, baseline, wanted)
 
 
 def source_for(
@@ -54,10 +50,10 @@ def take(
     return Snapshot(source.label, inputs, chart_digest, chart_files)
 
 
-def baseline_at(
+def take_at(
     config: settings.Settings, plugins: Sequence[services.ServicePlugin], rev: str
-) -> planning.Baseline:
-    """The state of revision ``rev`` as a planning baseline."""
+) -> Snapshot:
+    """The inputs at revision ``rev``, leaving out the services it did not have yet."""
     source = source_for(config, mode=settings.TriggerMode.COMMIT, rev=rev)
     found: list[contexts.ServiceInputs] = []
     for plugin in plugins:
@@ -66,10 +62,4 @@ def baseline_at(
         except contexts.MissingDockerfileError:
             continue  # the service did not exist yet at ``rev``: it plans as new
     chart_digest, chart_files = contexts.chart_inputs(config.chart, source)
-    return planning.Baseline(
-        label=f"{rev} ({source.label})",
-        digests={inputs.name: inputs.digest for inputs in found},
-        files={inputs.name: inputs.files for inputs in found},
-        chart_digest=chart_digest if chart_files else None,
-        chart_files=chart_files,
-    )
+    return Snapshot(f"{rev} ({source.label})", tuple(found), chart_digest, chart_files)

@@ -1,8 +1,10 @@
-"""Prometheus metrics of the daemon, in a registry of its own.
+"""Prometheus metrics of the reconcile cycle, in a registry of its own.
 
-Who calls it: the cycle records (:mod:`reconciler.cycle.concluding`, the build action),
-:mod:`reconciler.daemon.serving` exposes ``/metrics``. A private registry keeps tests
-and several daemons in one process apart.
+Who calls it: the cycle records them (:mod:`reconciler.cycle.concluding`,
+:mod:`reconciler.cycle.reconciling`, the build action); the daemon's
+:mod:`reconciler.daemon.serving` exposes ``/metrics``. They live with the cycle, which
+writes them, so the cycle never imports the daemon. A private registry keeps tests and
+several daemons in one process apart.
 """
 
 from __future__ import annotations
