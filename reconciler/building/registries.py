@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import docker.errors
+import requests.exceptions
 
 from reconciler import errors
 from reconciler.inputs import secret_inputs
@@ -100,6 +101,18 @@ def repository(registry: str, service: str) -> str:
     return f"{registry.rstrip('/')}/{service}"
 
 
+#: how the engine words a registry that accepted the connection and never answered
+_TIMEOUT_MARKERS = ("deadline exceeded", "client.timeout", "timeout awaiting", "i/o timeout")
+
+
+def _engine_said(said: str) -> str:
+    """The engine's words, led by what they mean when a registry hung: the engine's own
+    Go error ("context deadline exceeded") does not say it to a user."""
+    if any(marker in said.lower() for marker in _TIMEOUT_MARKERS):
+        return f"the registry did not answer in time: {said}"
+    return said
+
+
 def _auth(account: Credentials | None) -> dict[str, str] | None:
     return account.auth_config() if account else None
 
@@ -114,13 +127,15 @@ def has(client: Any, reference: str, account: Credentials | None) -> bool:
         return False
     except docker.errors.APIError as exc:
         raise RegistryError(
-            f"cannot ask the registry whether it has {reference}: {exc.explanation or exc}",
+            f"cannot ask the registry whether it has {reference}: "
+            + _engine_said(str(exc.explanation or exc)),
             hint="start the registry (or fix LUMINA_REGISTRY and its credentials); "
             "the running release is untouched",
         ) from exc
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise RegistryError(
-            f"cannot ask the registry whether it has {reference}: the Docker engine failed: {exc}",
+            f"cannot ask the registry whether it has {reference}: the Docker engine failed "
+            f"or did not answer in time: {exc}",
             hint="start the Docker engine (tools/ensure-docker.sh)",
         ) from exc
     return True
@@ -153,7 +168,7 @@ def push(
         for chunk in stream:
             if "error" in chunk:
                 detail = chunk.get("errorDetail") or {}
-                message = str(detail.get("message") or chunk["error"]).strip()
+                message = _engine_said(str(detail.get("message") or chunk["error"]).strip())
                 log(service, f"ERROR {message}")
                 raise PushError(service, reference, message)
             aux = chunk.get("aux") or {}
@@ -163,9 +178,11 @@ def push(
             if line:
                 log(service, line)
     except docker.errors.APIError as exc:
-        raise PushError(service, reference, str(exc.explanation or exc)) from exc
-    except docker.errors.DockerException as exc:
-        raise PushError(service, reference, f"the Docker engine failed: {exc}") from exc
+        raise PushError(service, reference, _engine_said(str(exc.explanation or exc))) from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise PushError(
+            service, reference, f"the Docker engine failed or did not answer in time: {exc}"
+        ) from exc
     if not digest:
         # The engine ends every successful push with the stored digest; without it the
         # registry may not hold the image, and a pod would fail to pull it.
