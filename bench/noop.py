@@ -22,8 +22,9 @@ import textwrap
 
 from bench import measuring
 from reconciler import discovery, settings
+from reconciler.building import engines
 from reconciler.cli import wiring
-from reconciler.cluster import kube, providers
+from reconciler.cluster import kube
 from reconciler.cycle import metrics, observing, reconciling, state, toolboxes
 from reconciler.cycle import outcomes as cycle_outcomes
 from reconciler.inputs import worktree_reading
@@ -70,11 +71,13 @@ def _box(config: settings.Settings, work: pathlib.Path, shim: pathlib.Path) -> t
     kubeconfig.write_text(_UNREACHABLE_KUBECONFIG, encoding="utf-8")
     plugins = discovery.discover_services(config.repo).plugins
     state_dir = config.repo_path(config.state_dir)
+    provider = wiring.choose_provider(config)
     return toolboxes.Toolbox(
         config=config,
         plugins=plugins,
-        provider=wiring.choose_provider(config),
-        cluster=providers.ClusterInfo(kubeconfig, "closed", "127.0.0.1"),
+        images=engines.DockerImages(
+            config, docker_env=provider.docker_env, load_images=provider.load_images
+        ),
         kube=kube.Kube(kubeconfig, "closed"),
         releaser=helm.Releaser(
             helm=str(shim),

@@ -186,8 +186,7 @@ def _box(
         config=config,
         plugins=plugins,
         # No adapter: the no-op cycle needs none, and one it reached would fail the cycle.
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
+        images=None,  # type: ignore[arg-type]
         kube=None,  # type: ignore[arg-type]
         releaser=None,  # type: ignore[arg-type]
         metrics=metrics.Metrics(),

@@ -15,9 +15,9 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import namespaces
-from reconciler.cycle import deciding, metrics, observing, planning, state, toolboxes
+from reconciler.cycle import deciding, observing, planning, state, toolboxes
 from reconciler.cycle.actions import upgrade
-from reconciler.inputs import secret_inputs, worktree_reading
+from reconciler.inputs import secret_inputs
 
 TAGS = {"frontend": "f" * 12, "backend": "b" * 12, "chatbot": "c" * 12}
 
@@ -26,20 +26,8 @@ def _box(
     project: pathlib.Path, objects: list[fakes.Object] | None = None, **overrides: object
 ) -> tuple[toolboxes.Toolbox, fakes.Journal, fakes.FakeReleases]:
     config = settings.load_settings(project, overrides=dict(overrides))
-    journal = fakes.Journal()
-    cluster = fakes.FakeKube(journal, objects)
-    releases = fakes.FakeReleases(journal, cluster, config.namespace)
-    box = toolboxes.Toolbox(
-        config=config,
-        plugins=discovery.discover_services(project).plugins,
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=cluster,  # type: ignore[arg-type]
-        releaser=releases,
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(project / ".lumina" / "cache" / "hashes.json"),
-    )
-    return box, journal, releases
+    fake = fakes.toolbox(config, discovery.discover_services(project).plugins, objects)
+    return fake.box, fake.journal, fake.releases
 
 
 def _first_install(box: toolboxes.Toolbox) -> observing.Observation:

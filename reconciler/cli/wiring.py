@@ -12,6 +12,7 @@ import pathlib
 import shutil
 
 from reconciler import discovery, errors, services, settings
+from reconciler.building import engines
 from reconciler.cluster import app_urls, kube, providers
 from reconciler.cycle import metrics, toolboxes
 from reconciler.inputs import worktree_reading
@@ -80,8 +81,9 @@ def assemble(
         config=config,
         plugins=plugins,
         blocked_by=blocked_by,
-        provider=chosen,
-        cluster=cluster,
+        images=engines.DockerImages(
+            config, docker_env=chosen.docker_env, load_images=chosen.load_images
+        ),
         kube=kube.Kube(cluster.kubeconfig, context, request_timeout=config.api_timeout_seconds),
         releaser=helm.Releaser(
             helm=helm_executable(),

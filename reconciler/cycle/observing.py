@@ -22,8 +22,8 @@ from reconciler.inputs import secret_inputs, snapshots, watching, worktree_readi
 from reconciler.releasing import targets
 
 if TYPE_CHECKING:
-    # Only the cycle's observe() talks to docker and helm; `plan` imports this module
-    # and must start without loading their clients (see reconciler.cli.main).
+    # Only the cycle's observe() talks to helm; `plan` imports this module and must
+    # start without loading its client (see reconciler.cli.main).
     from reconciler.cluster import rollout
     from reconciler.cycle import toolboxes
     from reconciler.releasing import helm
@@ -225,32 +225,18 @@ async def _images_present(
     """(built, delivered) among ``services``: with a registry, what the registry holds
     is both; without one, what the local engine holds is built, and nothing is
     delivered until loaded into the nodes."""
-    from reconciler.building import builds, registries  # noqa: PLC0415 — see the imports
-
     if not services:
         return frozenset(), frozenset()
-    docker = await asyncio.to_thread(box.docker)
-    if box.config.registry:
-        account = registries.credentials(box.config.repo_path(box.config.secrets_file))
-        answers = await asyncio.gather(
-            *(
-                asyncio.to_thread(registries.has, docker, wanted.images[name], account)
-                for name in services
-            )
-        )
-        for name, present in zip(services, answers, strict=True):
-            log.info("registry %s %s", "has" if present else "lacks", wanted.images[name])
-        held = frozenset(name for name, present in zip(services, answers, strict=True) if present)
-        return held, held
     answers = await asyncio.gather(
-        *(asyncio.to_thread(builds.image_exists, docker, wanted.images[name]) for name in services)
+        *(asyncio.to_thread(box.images.exists, wanted.images[name]) for name in services)
     )
+    held = frozenset(name for name, present in zip(services, answers, strict=True) if present)
     for name, present in zip(services, answers, strict=True):
-        if present:
+        if box.config.registry:
+            log.info("registry %s %s", "has" if present else "lacks", wanted.images[name])
+        elif present:
             log.info("reused %s (already in the engine)", wanted.images[name])
-    return frozenset(
-        n for n, present in zip(services, answers, strict=True) if present
-    ), frozenset()
+    return (held, held) if box.config.registry else (held, frozenset())
 
 
 def _running(baseline: planning.Baseline, wanted: Desired) -> frozenset[str]:

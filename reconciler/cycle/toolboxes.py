@@ -2,8 +2,8 @@
 
 Who builds it: :mod:`reconciler.cli.wiring` for commands and the daemon, tests and
 benchmarks for their own setups; the cycle's observe step and actions act through it.
-Holding every side effect here keeps the deciding code pure; the Helm adapter and the
-provider are typed by what the cycle calls (:mod:`reconciler.cycle.ports`).
+Holding every side effect here keeps the deciding code pure; the adapters are typed by
+what the cycle calls (:mod:`reconciler.cycle.ports`), so tests pass in-memory fakes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler import errors, services, settings
-from reconciler.building import builds
-from reconciler.cluster import kube, providers
 from reconciler.cycle import metrics, ports
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import targets
@@ -32,16 +30,14 @@ class Toolbox:
 
     config: settings.Settings
     plugins: Sequence[services.ServicePlugin]
-    provider: ports.ImageLoading
-    cluster: providers.ClusterInfo
-    kube: kube.Kube
+    images: ports.Images
+    kube: ports.Kube
     releaser: ports.Releases
     metrics: metrics.Metrics
     hash_cache: worktree_reading.HashCache
     #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
     listings: worktree_reading.ListingMemo | None = None
     build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
-    docker_client: Any = None
     counters: dict[str, int] = dataclasses.field(
         default_factory=lambda: {
             "docker_builds": 0,
@@ -60,11 +56,6 @@ class Toolbox:
     @property
     def state_dir(self) -> pathlib.Path:
         return self.config.repo_path(self.config.state_dir)
-
-    def docker(self) -> Any:
-        if self.docker_client is None:
-            self.docker_client = builds.connect(self.provider.docker_env())
-        return self.docker_client
 
     def image(self, service: str) -> str:
         """The repository ``service``'s image is named under (local, or in the registry)."""

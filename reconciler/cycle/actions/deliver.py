@@ -23,7 +23,7 @@ async def run(
 ) -> observing.Observation:
     assert seen.desired is not None
     references = [seen.desired.images[name] for name in decision.services]
-    await asyncio.to_thread(box.provider.load_images, references)
+    await asyncio.to_thread(box.images.deliver, references)
     delivered = seen.delivered | frozenset(decision.services)
     failure = seen.failure
     if failure is None:
