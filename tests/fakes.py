@@ -60,6 +60,33 @@ def _key(kind: str, namespace: str | None, name: str) -> tuple[str, str, str]:
     return kind, namespace or "", name
 
 
+def _selected(body: Object, selector: str) -> bool:
+    """Whether ``body``'s labels match ``selector`` (``k=v`` and ``k in (a,b)`` terms)."""
+    labels = body.get("metadata", {}).get("labels") or {}
+    terms: list[str] = []
+    depth = 0
+    current = ""
+    for char in selector:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    terms.append(current)
+    for term in (t.strip() for t in terms if t.strip()):
+        if " in (" in term:
+            key, _, rest = term.partition(" in (")
+            if labels.get(key.strip()) not in {v.strip() for v in rest.rstrip(")").split(",")}:
+                return False
+        else:
+            key, _, value = term.partition("=")
+            if labels.get(key.strip()) != value.strip():
+                return False
+    return True
+
+
 def pending(pod: Object) -> Object:
     """The default kubelet: a Pod that never gets scheduled."""
     return pod
@@ -75,6 +102,10 @@ class FakeKube:
         self.kubelet: Callable[[Object], Object] = pending
         #: pod name -> its log
         self.logs: dict[str, str] = {}
+        #: what a command run in a pod answers (by its argv)
+        self.commands: Callable[[Sequence[str]], kube.ExecResult] = lambda argv: kube.ExecResult(
+            0, "", ""
+        )
         #: watches running now, in the threads that called ``watch``
         self.watching = 0
         self._changed = threading.Condition()
@@ -112,8 +143,10 @@ class FakeKube:
         self.journal.calls.append(f"list {kind} {namespace or '*'}")
         return [
             copy.deepcopy(body)
-            for (found_kind, found_namespace, _), body in self.objects.items()
-            if found_kind == kind and (namespace is None or found_namespace == namespace)
+            for (found_kind, found_namespace, _), body in list(self.objects.items())
+            if found_kind == kind
+            and (namespace is None or found_namespace == namespace)
+            and _selected(body, label_selector)
         ]
 
     def apply(self, body: Object) -> Object:
@@ -140,7 +173,23 @@ class FakeKube:
         if body["kind"] == "Pod":
             merged = self.kubelet(merged)
         self._store(merged)
+        if body["kind"] == "Deployment" and merged.get("spec", {}).get("replicas") == 0:
+            # What its ReplicaSet does: no pod is left.
+            self.remove_pods(namespace or "", metadata["name"])
         return copy.deepcopy(merged)
+
+    def remove_pods(self, namespace: str, service: str) -> None:
+        """The pods of ``service`` go, as when its ReplicaSet is replaced or scaled down."""
+        with self._changed:
+            for key, body in list(self.objects.items()):
+                if (
+                    key[0] == "Pod"
+                    and key[1] == namespace
+                    and _selected(body, f"app.kubernetes.io/name={service}")
+                ):
+                    del self.objects[key]
+            self._generation += 1
+            self._changed.notify_all()
 
     def delete(
         self,
@@ -196,7 +245,7 @@ class FakeKube:
         self, namespace: str, pod: str, container: str, argv: Sequence[str], *, timeout: float
     ) -> kube.ExecResult:
         self.journal.calls.append(f"exec {namespace}/{pod} {' '.join(argv)}")
-        return kube.ExecResult(0, "", "")
+        return self.commands(argv)
 
 
 def deployment(name: str, namespace: str, image: str, *, ready: bool) -> Object:
@@ -258,6 +307,9 @@ class FakeReleases:
         self.history: list[helm.ReleaseState] = []
         #: image -> what its pods do instead of becoming ready: "crash" or "hang"
         self.failing: dict[str, str] = {}
+        #: what ``render`` and ``deployed_manifests`` answer (the chart's objects)
+        self.rendered: list[Object] = []
+        self.deployed: list[Object] = []
 
     def _roll_out(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -267,9 +319,7 @@ class FakeReleases:
             reference = f"{image['repository']}:{image['tag']}"
             failing = self.failing.get(reference, "")
             self.cluster.put(deployment(key, self.namespace, reference, ready=not failing))
-            for (kind, namespace, name), _ in list(self.cluster.objects.items()):
-                if kind == "Pod" and namespace == self.namespace and name.startswith(f"{key}-"):
-                    self.cluster.objects.pop((kind, namespace, name))
+            self.cluster.remove_pods(self.namespace, key)
             if failing == "crash":
                 self.cluster.put(crashing_pod(f"{key}-new", self.namespace, key, reference))
 
@@ -294,10 +344,10 @@ class FakeReleases:
 
     async def render(self, values: dict[str, Any]) -> list[dict[str, Any]]:
         self.journal.calls.append("helm template")
-        return []
+        return copy.deepcopy(self.rendered)
 
     async def deployed_manifests(self) -> list[dict[str, Any]]:
-        return []
+        return copy.deepcopy(self.deployed)
 
     async def apply(self, values: dict[str, Any], description: str) -> int:
         self.journal.calls.append(f"helm upgrade --install {self.namespace}")
