@@ -88,6 +88,7 @@ def _box(config: settings.Settings, work: pathlib.Path, shim: pathlib.Path) -> t
             chart=config.repo_path(config.chart),
             timeout_seconds=30,
         ),
+        store=state.Directory(state_dir),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
     )

@@ -189,6 +189,7 @@ def _box(
         images=None,  # type: ignore[arg-type]
         kube=None,  # type: ignore[arg-type]
         releaser=None,  # type: ignore[arg-type]
+        store=state.Directory(config.repo_path(config.state_dir)),
         metrics=metrics.Metrics(),
         hash_cache=cache,
     )

@@ -31,7 +31,7 @@ from typing import Any
 from reconciler import services, settings
 from reconciler.building import builds
 from reconciler.cluster import kube
-from reconciler.cycle import metrics, toolboxes
+from reconciler.cycle import metrics, state, toolboxes
 from reconciler.inputs import contexts, worktree_reading
 from reconciler.releasing import helm
 
@@ -434,6 +434,7 @@ def toolbox(
         images=images,
         kube=cluster,
         releaser=release,
+        store=state.Directory(state_dir),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
         blocked_by=blocked_by,

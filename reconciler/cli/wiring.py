@@ -14,7 +14,7 @@ import shutil
 from reconciler import discovery, errors, services, settings
 from reconciler.building import engines
 from reconciler.cluster import app_urls, kube, providers
-from reconciler.cycle import metrics, toolboxes
+from reconciler.cycle import metrics, state, toolboxes
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import helm
 
@@ -95,6 +95,7 @@ def assemble(
             timeout_seconds=config.helm_timeout_seconds,
             read_timeout_seconds=2 * config.api_timeout_seconds,
         ),
+        store=state.Directory(state_dir),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
     )

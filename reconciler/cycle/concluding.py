@@ -81,7 +81,7 @@ def _save(
             "message": result.message,
         }
     try:
-        state.save(box.state_dir, saved.model_copy(update=update))
+        box.store.save(saved.model_copy(update=update))
     except OSError as exc:
         # The outcome stands and is reported; only its record is lost, and the next
         # cycle reads the release again. An escaping error would end `once` in a
@@ -89,7 +89,7 @@ def _save(
         log.error(
             "could not record the cycle in %s (%s): fix the state directory; "
             "the next cycle reads the release again",
-            box.state_dir,
+            box.store.path,
             exc.strerror or exc,
         )
 

@@ -263,7 +263,7 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
     """Read the world once. A damaged state file is set aside, not raised."""
     from reconciler.releasing import helm  # noqa: PLC0415 — see the imports
 
-    loaded = await asyncio.to_thread(state.load, box.state_dir, set_aside=True)
+    loaded = await asyncio.to_thread(box.store.load, set_aside=True)
     if loaded.problem:
         log.warning("%s", loaded.problem)
     sources = Sources.of(box)

@@ -9,6 +9,7 @@ the unit tests plug in the in-memory fakes of ``tests/fakes.py``.
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.cluster import kube
@@ -16,7 +17,8 @@ from reconciler.cluster import kube
 if TYPE_CHECKING:
     from reconciler import services
     from reconciler.building import builds
-    from reconciler.inputs import contexts
+    from reconciler.cycle import state
+    from reconciler.inputs import contexts, trees
     from reconciler.releasing import helm
 
 #: The cluster connection. Its Protocol lives beside the real adapter
@@ -50,6 +52,29 @@ class Releases(Protocol):
 
     async def rollback(self, to_revision: int | None = None) -> int:
         """Return to ``to_revision`` without waiting for its pods; returns the new one."""
+        ...
+
+
+class StateStore(Protocol):
+    """Where the cycle keeps what it saw deployed (``state.json``) and the file listings
+    behind each digest. Blocking: called in threads of their own."""
+
+    @property
+    def path(self) -> pathlib.Path:
+        """Where it is, for messages (and the ``plan`` command's own reads)."""
+        ...
+
+    def load(self, *, set_aside: bool = False) -> state.Loaded:
+        """The saved state; a damaged one is empty with the problem said (and, with
+        ``set_aside``, moved out of the way)."""
+        ...
+
+    def save(self, state: state.State) -> None:
+        """Replace the saved state, atomically."""
+        ...
+
+    def save_manifest(self, digest: str, files: Mapping[str, trees.FileEntry]) -> None:
+        """Keep the listing behind ``digest``."""
         ...
 
 

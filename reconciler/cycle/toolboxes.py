@@ -33,6 +33,7 @@ class Toolbox:
     images: ports.Images
     kube: ports.Kube
     releaser: ports.Releases
+    store: ports.StateStore
     metrics: metrics.Metrics
     hash_cache: worktree_reading.HashCache
     #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
