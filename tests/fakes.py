@@ -14,6 +14,9 @@ repository and state directory but with no cluster, no Helm and no Docker:
   images — ready, unless :attr:`FakeReleases.failing` names the image.
 - :class:`FakeImages` holds a set of image references: built ones are added, delivered
   ones recorded.
+- :class:`FakeClock` stands still unless moved; :class:`FakeNotifier` keeps what it is
+  told. The state store is the real one (:class:`reconciler.cycle.state.Directory`) on
+  the test's directory: ``state.json`` is what the tests read, as a user would.
 
 All record what they were asked, in order, in one shared :class:`Journal`, so a test
 can assert the order of writes.
@@ -31,9 +34,9 @@ from typing import Any
 from reconciler import services, settings
 from reconciler.building import builds
 from reconciler.cluster import kube
-from reconciler.cycle import metrics, state, toolboxes
+from reconciler.cycle import metrics, outcomes, state, toolboxes
 from reconciler.inputs import contexts, worktree_reading
-from reconciler.releasing import helm
+from reconciler.releasing import drifting, helm
 
 Object = dict[str, Any]
 
@@ -307,9 +310,10 @@ class FakeReleases:
         self.history: list[helm.ReleaseState] = []
         #: image -> what its pods do instead of becoming ready: "crash" or "hang"
         self.failing: dict[str, str] = {}
-        #: what ``render`` and ``deployed_manifests`` answer (the chart's objects)
+        #: what ``render`` answers (the chart's objects)
         self.rendered: list[Object] = []
-        self.deployed: list[Object] = []
+        #: what ``deployed_manifests`` answers; None: the latest revision's Deployments
+        self.deployed: list[Object] | None = None
 
     def _roll_out(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -347,7 +351,18 @@ class FakeReleases:
         return copy.deepcopy(self.rendered)
 
     async def deployed_manifests(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.deployed)
+        if self.deployed is not None:
+            return copy.deepcopy(self.deployed)
+        latest = self.history[-1].values if self.history else {}
+        manifests = []
+        for key, value in latest.items():
+            image = value.get("image") if isinstance(value, dict) else None
+            if image:
+                reference = f"{image['repository']}:{image['tag']}"
+                manifest = deployment(key, self.namespace, reference, ready=True)
+                del manifest["status"]  # a manifest says what is wanted, not what is
+                manifests.append(manifest)
+        return manifests
 
     async def apply(self, values: dict[str, Any], description: str) -> int:
         self.journal.calls.append(f"helm upgrade --install {self.namespace}")
@@ -403,6 +418,40 @@ class FakeImages:
         self.delivered.extend(references)
 
 
+class FakeClock:
+    """:class:`reconciler.cycle.ports.Clock` that moves only when told to."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+        self.monotonic_now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.monotonic_now
+
+
+class FakeNotifier:
+    """:class:`reconciler.cycle.ports.Notifier` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.results: list[outcomes.CycleResult] = []
+        self.drifts: list[list[drifting.Drift]] = []
+        self.stopped = False
+
+    def cycle_ended(self, result: outcomes.CycleResult) -> bool:
+        self.results.append(result)
+        return True
+
+    def drift_found(self, found: Sequence[drifting.Drift], revision: int | None) -> bool:
+        self.drifts.append(list(found))
+        return bool(found)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 @dataclasses.dataclass
 class Fakes:
     """A toolbox on fakes, and the fakes, to arrange and to assert on."""
@@ -412,6 +461,7 @@ class Fakes:
     kube: FakeKube
     releases: FakeReleases
     images: FakeImages
+    clock: FakeClock
 
 
 def toolbox(
@@ -427,16 +477,20 @@ def toolbox(
     cluster = FakeKube(journal, objects)
     release = releases(journal, cluster, config.namespace)
     images = FakeImages(journal)
+    clock = FakeClock()
     state_dir = config.repo_path(config.state_dir)
     box = toolboxes.Toolbox(
         config=config,
         plugins=plugins,
-        images=images,
-        kube=cluster,
-        releaser=release,
-        store=state.Directory(state_dir),
+        deps=toolboxes.Dependencies(
+            images=images,
+            kube=cluster,
+            releaser=release,
+            store=state.Directory(state_dir),
+            clock=clock,
+        ),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
         blocked_by=blocked_by,
     )
-    return Fakes(box, journal, cluster, release, images)
+    return Fakes(box, journal, cluster, release, images, clock)

@@ -15,6 +15,7 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cycle import observing, outcomes, reconciling, state
+from reconciler.daemon import running
 from reconciler.releasing import helm
 
 
@@ -61,6 +62,7 @@ def test_a_first_install_builds_delivers_applies_the_namespace_first_and_records
     assert sorted(_images(fake)) == ["backend", "chatbot", "frontend"]
     assert set(_images(fake).values()) == set(fake.images.delivered)
     assert saved.history[-1]["outcome"] == "converged"
+    assert saved.history[-1]["finished_at"] == fake.clock.now
     # The cluster runs what state.json says.
     for name, image in _images(fake).items():
         live = fake.kube.get("apps/v1", "Deployment", "lumina", name)
@@ -149,6 +151,10 @@ def test_drift_is_corrected_by_a_forced_upgrade(project: pathlib.Path) -> None:
     recorded = _images(fake)
     # `kubectl set image` by hand: the release's Deployment runs another image.
     fake.kube.put(fakes.deployment("backend", "lumina", "someone/else:1", ready=True))
+    found = asyncio.run(reconciling.detect_drift(fake.box))
+    assert [(d.service, d.field, d.live) for d in found] == [
+        ("backend", "container backend image", "someone/else:1")
+    ], found
     fake.journal.calls.clear()
 
     result = _cycle(fake, force_upgrade=True)
@@ -160,6 +166,7 @@ def test_drift_is_corrected_by_a_forced_upgrade(project: pathlib.Path) -> None:
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == recorded["backend"]
     assert _saved(fake).revision == 2
+    assert asyncio.run(reconciling.detect_drift(fake.box)) == []
 
 
 def test_a_release_left_pending_is_unlocked_before_anything_else(project: pathlib.Path) -> None:
@@ -213,3 +220,23 @@ def test_a_stop_during_the_rollout_wait_joins_the_watches_and_records_nothing_co
     assert saved.revision is None
     assert saved.services == {}
     assert not [entry for entry in saved.history if entry["outcome"] == "converged"]
+
+
+def test_the_daemon_tells_its_notifier_how_each_cycle_ended(project: pathlib.Path) -> None:
+    fake = _fakes(project)
+    told = fakes.FakeNotifier()
+    daemon = running.Daemon(fake.box, notifier=told)
+
+    installed = asyncio.run(daemon._cycle(first=True))
+    _edit_backend(project)
+    listings = fake.box.runtime.listings
+    assert listings is not None, "the work-tree daemon keeps no listings"
+    listings.touched(["services/backend/app/main.py"])  # what its watcher reports
+    fake.releases.failing[_wanted(fake)["backend"]] = "crash"
+    failed = asyncio.run(daemon._cycle(first=False))
+
+    assert [r.outcome for r in told.results] == [
+        outcomes.Outcome.CONVERGED,
+        outcomes.Outcome.ROLLED_BACK,
+    ]
+    assert told.results == [installed, failed]

@@ -76,7 +76,7 @@ def test_a_first_install_creates_the_namespace_before_anything_in_it(
     assert "apply Secret lumina/backend-secrets" in secrets_applied
     # Nothing is written before the chart rendered and passed its checks.
     assert journal.calls.index("helm template") < journal.calls.index(writes[0])
-    namespace = box.kube.get("v1", "Namespace", None, "lumina")
+    namespace = box.deps.kube.get("v1", "Namespace", None, "lumina")
     assert namespace is not None
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     # The generated JWT key went to the git-ignored source, private to the user.
@@ -114,7 +114,7 @@ def test_a_namespace_without_restricted_labels_gets_them_and_the_cycle_says_so(
     }
     box, _journal, _ = _box(project, [created_by_hand])
     seen = _upgrade(box)
-    labels = box.kube.get("v1", "Namespace", None, "lumina")["metadata"]["labels"]
+    labels = box.deps.kube.get("v1", "Namespace", None, "lumina")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     said = [note for note in seen.notes if note.startswith("namespace lumina")]
     assert said == [

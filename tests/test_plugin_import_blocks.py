@@ -34,4 +34,4 @@ def test_a_plugin_that_fails_to_import_fails_the_cycle_naming_it(project: pathli
     assert result.outcome is outcomes.Outcome.BLOCKED, result
     assert "plugin 'chatbot'" in result.message
     assert "ModuleNotFoundError" in result.message and "no_such_lumina_plugin" in result.message
-    assert box.counters["helm_upgrades"] == 0 and box.counters["docker_builds"] == 0
+    assert box.runtime.counters["helm_upgrades"] == 0 and box.runtime.counters["docker_builds"] == 0

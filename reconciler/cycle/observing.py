@@ -179,7 +179,7 @@ class Sources:
 
     @classmethod
     def of(cls, box: toolboxes.Toolbox) -> Sources:
-        return cls(box.config, box.plugins, box.hash_cache, box.listings)
+        return cls(box.config, box.plugins, box.hash_cache, box.runtime.listings)
 
 
 def desired(sources: Sources) -> Desired:
@@ -228,7 +228,7 @@ async def _images_present(
     if not services:
         return frozenset(), frozenset()
     answers = await asyncio.gather(
-        *(asyncio.to_thread(box.images.exists, wanted.images[name]) for name in services)
+        *(asyncio.to_thread(box.deps.images.exists, wanted.images[name]) for name in services)
     )
     held = frozenset(name for name, present in zip(services, answers, strict=True) if present)
     for name, present in zip(services, answers, strict=True):
@@ -263,7 +263,7 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
     """Read the world once. A damaged state file is set aside, not raised."""
     from reconciler.releasing import helm  # noqa: PLC0415 — see the imports
 
-    loaded = await asyncio.to_thread(box.store.load, set_aside=True)
+    loaded = await asyncio.to_thread(box.deps.store.load, set_aside=True)
     if loaded.problem:
         log.warning("%s", loaded.problem)
     sources = Sources.of(box)
@@ -272,8 +272,8 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
         return seen
     wanted = seen.desired
     if request.first or request.force_upgrade or not _saved_matches(seen.saved, wanted):
-        box.counters["helm_reads"] += 1
-        release = await box.releaser.current()
+        box.runtime.counters["helm_reads"] += 1
+        release = await box.deps.releaser.current()
         writers: tuple[int, ...] = ()
         if release is not None and release.status in helm.PENDING_NAMES:
             writers = tuple(

@@ -9,7 +9,7 @@ the unit tests plug in the in-memory fakes of ``tests/fakes.py``.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.cluster import kube
@@ -17,9 +17,9 @@ from reconciler.cluster import kube
 if TYPE_CHECKING:
     from reconciler import services
     from reconciler.building import builds
-    from reconciler.cycle import state
+    from reconciler.cycle import outcomes, state
     from reconciler.inputs import contexts, trees
-    from reconciler.releasing import helm
+    from reconciler.releasing import drifting, helm
 
 #: The cluster connection. Its Protocol lives beside the real adapter
 #: (:class:`reconciler.cluster.kube.Connection`): the cluster helpers the actions call
@@ -112,4 +112,29 @@ class Images(Protocol):
 
     def deliver(self, references: list[str]) -> None:
         """Copy the images into the cluster's nodes (no registry: they cannot pull)."""
+        ...
+
+
+class Clock(Protocol):
+    """The time the cycle reads: the phases it reports and when each cycle finished
+    (``state.json``'s history). The :mod:`time` module is the real one."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class Notifier(Protocol):
+    """Who hears of the daemon's cycles and drift (the webhooks), without waiting."""
+
+    def cycle_ended(self, result: outcomes.CycleResult) -> bool:
+        """Tell of ``result`` if it is worth it; True when something was queued."""
+        ...
+
+    def drift_found(self, found: Sequence[drifting.Drift], revision: int | None) -> bool:
+        """Tell of drift not told before; True when something was queued."""
+        ...
+
+    def stop(self) -> None:
+        """Stop telling; what is still being retried is given up."""
         ...

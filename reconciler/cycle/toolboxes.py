@@ -25,34 +25,54 @@ log = logging.getLogger("lumina.reconcile")
 
 
 @dataclasses.dataclass
-class Toolbox:
-    """The adapters a cycle acts through; tests and commands build it once."""
+class Dependencies:
+    """The side effects a cycle acts through, each typed by its port: only these."""
 
-    config: settings.Settings
-    plugins: Sequence[services.ServicePlugin]
     images: ports.Images
     kube: ports.Kube
     releaser: ports.Releases
     store: ports.StateStore
-    metrics: metrics.Metrics
-    hash_cache: worktree_reading.HashCache
-    #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
-    listings: worktree_reading.ListingMemo | None = None
-    build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
-    counters: dict[str, int] = dataclasses.field(
-        default_factory=lambda: {
-            "docker_builds": 0,
-            "docker_pushes": 0,
-            "helm_upgrades": 0,
-            "helm_reads": 0,
-            "trial_starts": 0,
-            "unexpected_errors": 0,
-        }
-    )
-    #: plugins that failed to import: each cycle fails on the first, deploying nothing
-    blocked_by: Sequence[errors.PluginError] = ()
+    # The time module fits the Clock port as it is.
+    clock: ports.Clock = dataclasses.field(default_factory=lambda: time)
+
+
+def _counters() -> dict[str, int]:
+    return {
+        "docker_builds": 0,
+        "docker_pushes": 0,
+        "helm_upgrades": 0,
+        "helm_reads": 0,
+        "trial_starts": 0,
+        "unexpected_errors": 0,
+    }
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What a long-lived caller keeps from one cycle to the next (the daemon's, or a
+    command's single cycle): counts of the work done, errors already told, listings."""
+
+    counters: dict[str, int] = dataclasses.field(default_factory=_counters)
     #: unexpected errors already logged with their traceback (each is logged once)
     seen_errors: set[str] = dataclasses.field(default_factory=set)
+    #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
+    listings: worktree_reading.ListingMemo | None = None
+
+
+@dataclasses.dataclass
+class Toolbox:
+    """What a cycle needs: the settings and plugins, its dependencies (the ports), and
+    the runtime it updates; tests and commands build it once."""
+
+    config: settings.Settings
+    plugins: Sequence[services.ServicePlugin]
+    deps: Dependencies
+    metrics: metrics.Metrics
+    hash_cache: worktree_reading.HashCache
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
+    build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
+    #: plugins that failed to import: each cycle fails on the first, deploying nothing
+    blocked_by: Sequence[errors.PluginError] = ()
 
     @property
     def state_dir(self) -> pathlib.Path:
@@ -67,13 +87,14 @@ class Toolbox:
 class Phases:
     """Seconds spent per phase of one cycle (plan, build, deploy, ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: ports.Clock = time) -> None:
         self.seconds: dict[str, float] = {}
+        self._clock = clock
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Any:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+            self.seconds[name] = self.seconds.get(name, 0.0) + self._clock.monotonic() - started

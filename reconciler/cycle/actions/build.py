@@ -28,7 +28,7 @@ def ensure_room(box: toolboxes.Toolbox, *, building_images: bool) -> None:
     places = {"the state directory": box.state_dir}
     if building_images:
         places["the build-context spool (TMPDIR)"] = pathlib.Path(tempfile.gettempdir())
-        data_root = box.images.data_root()
+        data_root = box.deps.images.data_root()
         if data_root is not None:
             places["the Docker engine's data root"] = data_root
     disks.ensure_room(places, box.config.min_free_disk_mb * 2**20)
@@ -51,9 +51,11 @@ async def build_all(
         async with limit:
             image = targets.image_name(box.config, plugin)
             log.info("building %s:%s", image, inputs.tag)
-            built = await box.images.build(plugin, inputs, source, image=image, log=box.build_log)
+            built = await box.deps.images.build(
+                plugin, inputs, source, image=image, log=box.build_log
+            )
             if not built.reused:
-                box.counters["docker_builds"] += 1
+                box.runtime.counters["docker_builds"] += 1
                 box.metrics.build_seconds.labels(plugin.name).observe(built.seconds)
                 box.metrics.services_rebuilt.labels(plugin.name).inc()
             log.info(
@@ -66,9 +68,9 @@ async def build_all(
             # Outside the build slot: a push waits on the network, not the CPU.
             log.info("pushing %s", built.reference)
             digest = await asyncio.to_thread(
-                box.images.push, plugin.name, built.reference, box.build_log
+                box.deps.images.push, plugin.name, built.reference, box.build_log
             )
-            box.counters["docker_pushes"] += 1
+            box.runtime.counters["docker_pushes"] += 1
             pushed.append(plugin.name)
             log.info("pushed %s (%s)", built.reference, digest)
         return built
@@ -94,7 +96,7 @@ async def run(
     by_name: dict[str, services.ServicePlugin] = {plugin.name: plugin for plugin in box.plugins}
     inputs: dict[str, contexts.ServiceInputs] = {i.name: i for i in seen.desired.snapshot.services}
     wanted = [(by_name[name], inputs[name]) for name in decision.services]
-    source = snapshots.source_for(box.config, cache=box.hash_cache, memo=box.listings)
+    source = snapshots.source_for(box.config, cache=box.hash_cache, memo=box.runtime.listings)
     pushed: list[str] = []
     built = await build_all(box, wanted, source, pushed=pushed)
     box.metrics.builds_skipped.inc(len(seen.desired.tags) - sum(not b.reused for b in built))
