@@ -5,7 +5,7 @@ What it runs: in a clone of this repository, in commit mode, the daemon's own cy
 that says the clone's HEAD is deployed; then a docs-only commit; then the cycle again.
 Every adapter is real but cannot reach anything without being counted: helm is a shim
 that logs each invocation and then runs the real helm, the kubeconfig points at a closed
-port, and the docker client is created only on a build (``Toolbox.counters``). So any
+port, and the docker client is created only on a build (``Runtime.counters``). So any
 cluster call would show up as a count or as a failed cycle, not as a silent cost.
 
 The ``plan`` command (a fresh process: start-up, plugin discovery, git read) is timed on
@@ -22,8 +22,9 @@ import textwrap
 
 from bench import measuring
 from reconciler import discovery, settings
+from reconciler.building import engines
 from reconciler.cli import wiring
-from reconciler.cluster import kube, providers
+from reconciler.cluster import kube
 from reconciler.cycle import metrics, observing, reconciling, state, toolboxes
 from reconciler.cycle import outcomes as cycle_outcomes
 from reconciler.inputs import worktree_reading
@@ -70,20 +71,25 @@ def _box(config: settings.Settings, work: pathlib.Path, shim: pathlib.Path) -> t
     kubeconfig.write_text(_UNREACHABLE_KUBECONFIG, encoding="utf-8")
     plugins = discovery.discover_services(config.repo).plugins
     state_dir = config.repo_path(config.state_dir)
+    provider = wiring.choose_provider(config)
     return toolboxes.Toolbox(
         config=config,
         plugins=plugins,
-        provider=wiring.choose_provider(config),
-        cluster=providers.ClusterInfo(kubeconfig, "closed", "127.0.0.1"),
-        kube=kube.Kube(kubeconfig, "closed"),
-        releaser=helm.Releaser(
-            helm=str(shim),
-            kubeconfig=kubeconfig,
-            kube_context="closed",
-            namespace=config.namespace,
-            release=config.release,
-            chart=config.repo_path(config.chart),
-            timeout_seconds=30,
+        deps=toolboxes.Dependencies(
+            images=engines.DockerImages(
+                config, docker_env=provider.docker_env, load_images=provider.load_images
+            ),
+            kube=kube.Kube(kubeconfig, "closed"),
+            releaser=helm.Releaser(
+                helm=str(shim),
+                kubeconfig=kubeconfig,
+                kube_context="closed",
+                namespace=config.namespace,
+                release=config.release,
+                chart=config.repo_path(config.chart),
+                timeout_seconds=30,
+            ),
+            store=state.Directory(state_dir),
         ),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
@@ -152,14 +158,14 @@ def run(ctx: measuring.Context) -> measuring.GroupResult:
         plan_cli.append(elapsed())
     planned_rebuilds = done.stdout.count('"rebuild": true')
 
-    builds = box.counters["docker_builds"]
-    upgrades = box.counters["helm_upgrades"]
-    reads = box.counters["helm_reads"]
+    builds = box.runtime.counters["docker_builds"]
+    upgrades = box.runtime.counters["helm_upgrades"]
+    reads = box.runtime.counters["helm_reads"]
     all_noop = all(outcome == cycle_outcomes.Outcome.NOTHING_TO_DO.value for outcome in outcomes)
     result.raw.update(
         cycle_seconds=cycles,
         outcomes=outcomes,
-        counters=dict(box.counters),
+        counters=dict(box.runtime.counters),
         helm_invocations=helm_calls,
         helm_invocations_at_startup=startup_calls,
         plan_cli_seconds=plan_cli,

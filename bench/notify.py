@@ -186,10 +186,12 @@ def _box(
         config=config,
         plugins=plugins,
         # No adapter: the no-op cycle needs none, and one it reached would fail the cycle.
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=None,  # type: ignore[arg-type]
-        releaser=None,  # type: ignore[arg-type]
+        deps=toolboxes.Dependencies(
+            images=None,  # type: ignore[arg-type]
+            kube=None,  # type: ignore[arg-type]
+            releaser=None,  # type: ignore[arg-type]
+            store=state.Directory(config.repo_path(config.state_dir)),
+        ),
         metrics=metrics.Metrics(),
         hash_cache=cache,
     )

@@ -15,12 +15,12 @@ import logging
 import pathlib
 import time
 
+import fakes
 import pytest
 
 from reconciler import discovery, errors, settings
 from reconciler.cycle import (
     concluding,
-    metrics,
     observing,
     outcomes,
     planning,
@@ -28,7 +28,6 @@ from reconciler.cycle import (
     state,
     toolboxes,
 )
-from reconciler.inputs import worktree_reading
 
 
 def _box(project: pathlib.Path) -> toolboxes.Toolbox:
@@ -38,16 +37,7 @@ def _box(project: pathlib.Path) -> toolboxes.Toolbox:
     config = settings.load_settings(project)
     state_dir = config.repo_path(config.state_dir)
     (state_dir / "cache" / "hashes.tmp").mkdir(parents=True)
-    return toolboxes.Toolbox(
-        config=config,
-        plugins=discovery.discover_services(project).plugins,
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=None,  # type: ignore[arg-type]
-        releaser=None,  # type: ignore[arg-type]
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
-    )
+    return fakes.toolbox(config, discovery.discover_services(project).plugins).box
 
 
 def test_a_foreign_error_is_a_retry_with_backoff_and_one_traceback(

@@ -12,6 +12,7 @@ import dataclasses
 import pathlib
 from typing import Any
 
+import fakes
 import pytest
 from conftest import PlanRunner, rebuilds, write
 
@@ -20,7 +21,7 @@ from reconciler.cluster import rollout
 from reconciler.cycle import deciding, observing, planning, state
 from reconciler.cycle.actions import record
 from reconciler.inputs import contexts, snapshots, trees, worktree_reading
-from reconciler.releasing import helm, targets
+from reconciler.releasing import helm
 
 S = deciding.CycleState
 A = deciding.Action
@@ -330,15 +331,7 @@ def _record_head(project: pathlib.Path) -> observing.Sources:
     )
     seen = observing.observe_saved(sources, observing.Request())
 
-    class Box:
-        state_dir = sources.state_dir
-
-        @staticmethod
-        def image(service: str) -> str:
-            plugin = next(p for p in plugins if p.name == service)
-            return targets.image_name(config, plugin)
-
-    record._write(Box, seen, 1)  # type: ignore[arg-type]
+    record._write(fakes.toolbox(config, plugins).box, seen, 1)
     return sources
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import namespaces
-from reconciler.cycle import deciding, metrics, observing, planning, state, toolboxes
+from reconciler.cycle import deciding, observing, planning, state, toolboxes
 from reconciler.cycle.actions import upgrade
-from reconciler.inputs import secret_inputs, worktree_reading
+from reconciler.inputs import secret_inputs
 
 TAGS = {"frontend": "f" * 12, "backend": "b" * 12, "chatbot": "c" * 12}
 
@@ -26,20 +26,8 @@ def _box(
     project: pathlib.Path, objects: list[fakes.Object] | None = None, **overrides: object
 ) -> tuple[toolboxes.Toolbox, fakes.Journal, fakes.FakeReleases]:
     config = settings.load_settings(project, overrides=dict(overrides))
-    journal = fakes.Journal()
-    cluster = fakes.FakeKube(journal, objects)
-    releases = fakes.FakeReleases(journal, cluster, config.namespace)
-    box = toolboxes.Toolbox(
-        config=config,
-        plugins=discovery.discover_services(project).plugins,
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=cluster,  # type: ignore[arg-type]
-        releaser=releases,
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(project / ".lumina" / "cache" / "hashes.json"),
-    )
-    return box, journal, releases
+    fake = fakes.toolbox(config, discovery.discover_services(project).plugins, objects)
+    return fake.box, fake.journal, fake.releases
 
 
 def _first_install(box: toolboxes.Toolbox) -> observing.Observation:
@@ -88,7 +76,7 @@ def test_a_first_install_creates_the_namespace_before_anything_in_it(
     assert "apply Secret lumina/backend-secrets" in secrets_applied
     # Nothing is written before the chart rendered and passed its checks.
     assert journal.calls.index("helm template") < journal.calls.index(writes[0])
-    namespace = box.kube.get("v1", "Namespace", None, "lumina")
+    namespace = box.deps.kube.get("v1", "Namespace", None, "lumina")
     assert namespace is not None
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     # The generated JWT key went to the git-ignored source, private to the user.
@@ -126,7 +114,7 @@ def test_a_namespace_without_restricted_labels_gets_them_and_the_cycle_says_so(
     }
     box, _journal, _ = _box(project, [created_by_hand])
     seen = _upgrade(box)
-    labels = box.kube.get("v1", "Namespace", None, "lumina")["metadata"]["labels"]
+    labels = box.deps.kube.get("v1", "Namespace", None, "lumina")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     said = [note for note in seen.notes if note.startswith("namespace lumina")]
     assert said == [

@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import fakes
 import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import rollout
-from reconciler.cycle import metrics, outcomes, reconciling, toolboxes
+from reconciler.cycle import outcomes, reconciling
 from reconciler.daemon import notifying, running
-from reconciler.inputs import worktree_reading
 from reconciler.releasing import drifting
 
 SECRET_LOG_LINE = "JWT_SECRET_KEY=do-not-send-me"
@@ -200,17 +200,7 @@ def test_the_daemon_returns_the_cycle_before_its_notification_is_delivered(
     """A receiver that holds the request: the cycle's result is back while it still waits."""
     monkeypatch.setenv("LUMINA_NOTIFY_WEBHOOKS", receiver.url)
     config = settings.load_settings(project)
-    state_dir = config.repo_path(config.state_dir)
-    box = toolboxes.Toolbox(
-        config=config,
-        plugins=discovery.discover_services(project).plugins,
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=None,  # type: ignore[arg-type]
-        releaser=None,  # type: ignore[arg-type]
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
-    )
+    box = fakes.toolbox(config, discovery.discover_services(project).plugins).box
     converged = _result(outcomes.Outcome.CONVERGED, built=("backend",), revision=5)
 
     async def cycle(*_args: Any, **_kwargs: Any) -> outcomes.CycleResult:

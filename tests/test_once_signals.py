@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import signal
 import threading
 import time
@@ -17,17 +18,23 @@ import time
 import fakes
 import pytest
 
-from reconciler.cycle import outcomes, reconciling, toolboxes
+from reconciler.cycle import outcomes, reconciling, state, toolboxes
 from reconciler.daemon import running
 
 
 def test_sigterm_abandons_the_cycle_and_recovers_the_release(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
     journal = fakes.Journal()
-    releases = fakes.FakeReleases(journal, fakes.FakeKube(journal), "lumina")
+    cluster = fakes.FakeKube(journal)
+    releases = fakes.FakeReleases(journal, cluster, "lumina")
     box = toolboxes.Toolbox.__new__(toolboxes.Toolbox)
-    box.releaser = releases
+    box.deps = toolboxes.Dependencies(
+        images=fakes.FakeImages(journal),
+        kube=cluster,
+        releaser=releases,
+        store=state.Directory(tmp_path),
+    )
     cancelled = threading.Event()
 
     async def waiting_cycle(_box: object, *, first: bool) -> outcomes.CycleResult:

@@ -12,9 +12,10 @@ import asyncio
 import importlib.metadata
 import pathlib
 
+import fakes
+
 from reconciler import discovery, settings
-from reconciler.cycle import metrics, outcomes, reconciling, toolboxes
-from reconciler.inputs import worktree_reading
+from reconciler.cycle import outcomes, reconciling
 
 
 def test_a_plugin_that_fails_to_import_fails_the_cycle_naming_it(project: pathlib.Path) -> None:
@@ -27,20 +28,10 @@ def test_a_plugin_that_fails_to_import_fails_the_cycle_naming_it(project: pathli
     )
     assert "chatbot" not in {plugin.name for plugin in found.plugins}
     config = settings.load_settings(project)
-    state_dir = config.repo_path(config.state_dir)
-    box = toolboxes.Toolbox(
-        config=config,
-        plugins=found.plugins,
-        blocked_by=found.unloadable,
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=None,  # type: ignore[arg-type]
-        releaser=None,  # type: ignore[arg-type]
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
-    )
+    fake = fakes.toolbox(config, found.plugins, blocked_by=found.unloadable)
+    box = fake.box
     result = asyncio.run(reconciling.run_cycle(box))
     assert result.outcome is outcomes.Outcome.BLOCKED, result
     assert "plugin 'chatbot'" in result.message
     assert "ModuleNotFoundError" in result.message and "no_such_lumina_plugin" in result.message
-    assert box.counters["helm_upgrades"] == 0 and box.counters["docker_builds"] == 0
+    assert box.runtime.counters["helm_upgrades"] == 0 and box.runtime.counters["docker_builds"] == 0

@@ -17,23 +17,17 @@ import sys
 from typing import Any
 from wsgiref import util as wsgi_util
 
+import fakes
+
 from reconciler import discovery, settings
 from reconciler.cluster import app_urls, providers
-from reconciler.cycle import metrics, outcomes, state, toolboxes
+from reconciler.cycle import outcomes, state
 from reconciler.daemon import running, serving
-from reconciler.inputs import worktree_reading
 
 NODE_IP = "192.0.2.2"
 PROVIDER_URL = "http://127.0.0.1:30080"
 #: what the daemon alone knows: its process, its drift watch, the Deployments it reads
 LIVE_FIELDS = ("daemon", "drift", "services")
-
-
-class NoDeployments:
-    """The one kube read the status makes (a Deployment by name): none exist."""
-
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        return None
 
 
 def _saved(config: settings.Settings, info: providers.ClusterInfo) -> None:
@@ -73,17 +67,7 @@ def _from_the_command(project: pathlib.Path) -> dict[str, Any]:
 
 
 def _from_the_daemon(config: settings.Settings, info: providers.ClusterInfo) -> dict[str, Any]:
-    state_dir = config.repo_path(config.state_dir)
-    box = toolboxes.Toolbox(
-        config=config,
-        plugins=discovery.discover_services(config.repo).plugins,
-        provider=None,  # type: ignore[arg-type]
-        cluster=info,
-        kube=NoDeployments(),  # type: ignore[arg-type]
-        releaser=None,  # type: ignore[arg-type]
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),
-    )
+    box = fakes.toolbox(config, discovery.discover_services(config.repo).plugins).box
     daemon = running.Daemon(box)
     server = serving.StatusServer(0, daemon.status, box.metrics)
     server.start()

@@ -18,9 +18,8 @@ import pytest
 
 from reconciler import discovery, settings
 from reconciler.cluster import rollout
-from reconciler.cycle import deciding, metrics, observing, planning, state, toolboxes
+from reconciler.cycle import deciding, observing, planning, state, toolboxes
 from reconciler.cycle.actions import remediate
-from reconciler.inputs import worktree_reading
 from reconciler.releasing import helm
 
 TAGS = {"frontend": "f" * 12, "backend": "b" * 12, "chatbot": "c" * 12}
@@ -29,12 +28,12 @@ TAGS = {"frontend": "f" * 12, "backend": "b" * 12, "chatbot": "c" * 12}
 class HelmStillRollingBack(fakes.FakeReleases):
     """A rollback that takes a moment, uninterrupted as the real adapter's is."""
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, journal: fakes.Journal, cluster: fakes.FakeKube, namespace: str) -> None:
+        super().__init__(journal, cluster, namespace)
         self.rolling_back = asyncio.Event()
         self.finished: list[int] = []
 
-    async def current(self) -> helm.ReleaseState | None:  # type: ignore[override]
+    async def current(self) -> helm.ReleaseState | None:
         return helm.ReleaseState(self.revision, "deployed", {}) if self.finished else None
 
     async def rollback(self, to_revision: int | None = None) -> int:
@@ -81,20 +80,13 @@ def test_a_stop_during_the_rollback_records_the_failure_once_helm_finished(
     project: pathlib.Path,
 ) -> None:
     config = settings.load_settings(project)
-    journal = fakes.Journal()
-    cluster = fakes.FakeKube(journal)
-    releases = HelmStillRollingBack(journal, cluster, config.namespace)
-    releases.revision = 5
-    box = toolboxes.Toolbox(
-        config=config,
-        plugins=discovery.discover_services(project).plugins,
-        provider=None,  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        kube=cluster,  # type: ignore[arg-type]
-        releaser=releases,
-        metrics=metrics.Metrics(),
-        hash_cache=worktree_reading.HashCache(project / ".lumina" / "cache" / "hashes.json"),
+    fake = fakes.toolbox(
+        config, discovery.discover_services(project).plugins, releases=HelmStillRollingBack
     )
+    box = fake.box
+    releases = fake.releases
+    assert isinstance(releases, HelmStillRollingBack)
+    releases.revision = 5
     decision = deciding.Decision(deciding.CycleState.ROLLOUT_FAILED, "failed", ("backend",))
 
     async def stop_mid_rollback() -> None:

@@ -12,8 +12,9 @@ import pathlib
 import shutil
 
 from reconciler import discovery, errors, services, settings
+from reconciler.building import engines
 from reconciler.cluster import app_urls, kube, providers
-from reconciler.cycle import metrics, toolboxes
+from reconciler.cycle import metrics, state, toolboxes
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import helm
 
@@ -80,18 +81,22 @@ def assemble(
         config=config,
         plugins=plugins,
         blocked_by=blocked_by,
-        provider=chosen,
-        cluster=cluster,
-        kube=kube.Kube(cluster.kubeconfig, context, request_timeout=config.api_timeout_seconds),
-        releaser=helm.Releaser(
-            helm=helm_executable(),
-            kubeconfig=cluster.kubeconfig,
-            kube_context=context,
-            namespace=config.namespace,
-            release=config.release,
-            chart=config.repo_path(config.chart),
-            timeout_seconds=config.helm_timeout_seconds,
-            read_timeout_seconds=2 * config.api_timeout_seconds,
+        deps=toolboxes.Dependencies(
+            images=engines.DockerImages(
+                config, docker_env=chosen.docker_env, load_images=chosen.load_images
+            ),
+            kube=kube.Kube(cluster.kubeconfig, context, request_timeout=config.api_timeout_seconds),
+            releaser=helm.Releaser(
+                helm=helm_executable(),
+                kubeconfig=cluster.kubeconfig,
+                kube_context=context,
+                namespace=config.namespace,
+                release=config.release,
+                chart=config.repo_path(config.chart),
+                timeout_seconds=config.helm_timeout_seconds,
+                read_timeout_seconds=2 * config.api_timeout_seconds,
+            ),
+            store=state.Directory(state_dir),
         ),
         metrics=metrics.Metrics(),
         hash_cache=worktree_reading.HashCache(state_dir / "cache" / "hashes.json"),

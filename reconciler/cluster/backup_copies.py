@@ -81,7 +81,7 @@ def prune(directory: pathlib.Path, keep: int) -> list[pathlib.Path]:
 
 
 def pull(
-    cluster: kube.Kube,
+    cluster: kube.Connection,
     namespace: str,
     plugin: services.ServicePlugin,
     name: str | None,

@@ -14,7 +14,7 @@ import json
 import pathlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3.exceptions
 import websocket
@@ -105,6 +105,60 @@ def exit_status(raw: str) -> tuple[int | None, str] | None:
                 break
     # A command that cannot start (no such binary) fails with a message, no exit code.
     return None, str(status.get("message") or "the command could not be run")
+
+
+class Connection(Protocol):
+    """What the cycle and the cluster helpers it calls need of a cluster connection.
+
+    Declared here, beside :class:`Kube`, not in :mod:`reconciler.cycle.ports`: the
+    cluster helpers take it as their argument, and the layers contract keeps them from
+    importing the cycle. ``watch`` blocks until ``stop`` is set, as a fake's must.
+    """
+
+    def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> Object | None: ...
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[Object]: ...
+
+    def apply(self, body: Object) -> Object: ...
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        grace_period_seconds: int | None = None,
+    ) -> None: ...
+
+    def watch(
+        self,
+        kind: str,
+        namespace: str,
+        label_selector: str,
+        *,
+        on_change: Callable[[], None],
+        stop: threading.Event,
+        window_seconds: int = 10,
+    ) -> None: ...
+
+    def pod_log(
+        self, namespace: str, pod: str, container: str, *, previous: bool, lines: int | None
+    ) -> str: ...
+
+    def exec(
+        self, namespace: str, pod: str, container: str, argv: Sequence[str], *, timeout: float
+    ) -> ExecResult: ...
 
 
 class Kube:

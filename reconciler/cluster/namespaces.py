@@ -134,7 +134,7 @@ def port_conflicts(services: Iterable[kube.Object], namespace: str, port: int) -
     return found
 
 
-def check_node_port(cluster: kube.Kube, namespace: str, port: int) -> None:
+def check_node_port(cluster: kube.Connection, namespace: str, port: int) -> None:
     """Refuse, before anything is installed, a NodePort another environment serves.
 
     A kube context that may not list Services cluster-wide skips the check: the API
@@ -153,7 +153,9 @@ def check_node_port(cluster: kube.Kube, namespace: str, port: int) -> None:
         )
 
 
-def prepare(cluster: kube.Kube, namespace: str, release: str, port: int | None) -> NamespaceStep:
+def prepare(
+    cluster: kube.Connection, namespace: str, release: str, port: int | None
+) -> NamespaceStep:
     """Every read and check the namespace needs before an upgrade writes anything."""
     step = inspect(cluster.get("v1", "Namespace", None, namespace), namespace, release)
     if port is not None:

@@ -32,7 +32,7 @@ def _container_running(pod: kube.Object, container: str) -> bool:
     return False
 
 
-def running_pod(cluster: kube.Kube, namespace: str, service: str) -> RunningPod | None:
+def running_pod(cluster: kube.Connection, namespace: str, service: str) -> RunningPod | None:
     """A pod of ``service`` (by its name label) whose container is running, not leaving.
 
     The container is the one named after the service, else the pod's first; a pod in
@@ -53,7 +53,7 @@ def running_pod(cluster: kube.Kube, namespace: str, service: str) -> RunningPod 
     return None
 
 
-def bind(cluster: kube.Kube, namespace: str, pod: RunningPod) -> services.PodCommand:
+def bind(cluster: kube.Connection, namespace: str, pod: RunningPod) -> services.PodCommand:
     """A :class:`services.PodCommand` that runs in ``pod``."""
 
     def run(argv: Sequence[str], *, timeout: float = 120.0) -> str:
@@ -67,7 +67,7 @@ def bind(cluster: kube.Kube, namespace: str, pod: RunningPod) -> services.PodCom
 
 
 def run_in_service(
-    cluster: kube.Kube, namespace: str, service: str, argv: Sequence[str], *, timeout: float
+    cluster: kube.Connection, namespace: str, service: str, argv: Sequence[str], *, timeout: float
 ) -> str:
     """Run ``argv`` in the service's running pod; stdout, or a typed error saying why not."""
     pod = running_pod(cluster, namespace, service)

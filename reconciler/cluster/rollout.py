@@ -193,11 +193,11 @@ def classify(
     return None
 
 
-def _pods(cluster: kube.Kube, namespace: str, service: str) -> list[kube.Object]:
+def _pods(cluster: kube.Connection, namespace: str, service: str) -> list[kube.Object]:
     return cluster.list("v1", "Pod", namespace, label_selector=f"{NAME_LABEL}={service}")
 
 
-def pod_events(cluster: kube.Kube, namespace: str, pod: str) -> list[kube.Object]:
+def pod_events(cluster: kube.Connection, namespace: str, pod: str) -> list[kube.Object]:
     return cluster.list(
         "v1",
         "Event",
@@ -206,7 +206,9 @@ def pod_events(cluster: kube.Kube, namespace: str, pod: str) -> list[kube.Object
     )
 
 
-def _with_logs(cluster: kube.Kube, namespace: str, found: Diagnosis, pod: kube.Object) -> Diagnosis:
+def _with_logs(
+    cluster: kube.Connection, namespace: str, found: Diagnosis, pod: kube.Object
+) -> Diagnosis:
     if found.reason is not FailureReason.CRASH_LOOP:
         return found
     containers = pod.get("status", {}).get("containerStatuses") or [{}]
@@ -220,7 +222,7 @@ def _with_logs(cluster: kube.Kube, namespace: str, found: Diagnosis, pod: kube.O
 
 
 def inspect(
-    cluster: kube.Kube, namespace: str, service: str, *, image: str | None = None
+    cluster: kube.Connection, namespace: str, service: str, *, image: str | None = None
 ) -> Diagnosis | None:
     """The first certain failure among ``service``'s pods (those running ``image``, if given)."""
     now = datetime.datetime.now(datetime.UTC)
@@ -321,7 +323,7 @@ def join_threads(threads: list[threading.Thread], seconds: float = 5.0) -> None:
 
 
 def judge(
-    cluster: kube.Kube, namespace: str, expected: Mapping[str, str]
+    cluster: kube.Connection, namespace: str, expected: Mapping[str, str]
 ) -> tuple[list[str], Diagnosis | None]:
     """The Deployments of ``expected`` (name -> image) not ready yet, and the first
     certain failure among their new pods."""
@@ -346,7 +348,7 @@ def judge(
 
 
 async def await_rollout(
-    cluster: kube.Kube,
+    cluster: kube.Connection,
     namespace: str,
     expected: Mapping[str, str],
     *,

@@ -92,7 +92,7 @@ CHECKSUM_SECRET = "lumina-reconciler"  # noqa: S105 — the Secret's name
 CHECKSUM_KEY = "checksum-key"
 
 
-def checksum_key(cluster: kube.Kube, namespace: str) -> tuple[bytes, kube.Object | None]:
+def checksum_key(cluster: kube.Connection, namespace: str) -> tuple[bytes, kube.Object | None]:
     """The key pod-template checksums are made with, kept in the cluster so every clone
     computes the same checksum for the same values (and a rotation rolls, nothing else).
 
@@ -176,7 +176,7 @@ def manifests(resolved: ResolvedSecrets, namespace: str) -> list[kube.Object]:
 
 
 def read_generated(
-    cluster: kube.Kube, plugins: Iterable[services.ServicePlugin], namespace: str
+    cluster: kube.Connection, plugins: Iterable[services.ServicePlugin], namespace: str
 ) -> dict[str, dict[str, str]]:
     """Values of generated secrets that already exist in the cluster."""
     found: dict[str, dict[str, str]] = {}
@@ -194,7 +194,7 @@ def read_generated(
     return found
 
 
-def apply(cluster: kube.Kube, resolved: ResolvedSecrets, namespace: str) -> list[str]:
+def apply(cluster: kube.Connection, resolved: ResolvedSecrets, namespace: str) -> list[str]:
     """Create or update the Secrets; returns their names."""
     applied = []
     for body in manifests(resolved, namespace):

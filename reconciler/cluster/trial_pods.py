@@ -342,7 +342,7 @@ def _failed_container(pod: Mapping[str, Any]) -> str:
 
 
 def _with_logs(
-    cluster: kube.Kube, namespace: str, result: TrialResult, pod: kube.Object
+    cluster: kube.Connection, namespace: str, result: TrialResult, pod: kube.Object
 ) -> TrialResult:
     if result.diagnosis is None:
         return result
@@ -353,7 +353,7 @@ def _with_logs(
     return dataclasses.replace(result, diagnosis=dataclasses.replace(result.diagnosis, logs=logs))
 
 
-def _look(cluster: kube.Kube, namespace: str, service: str, name: str) -> TrialResult | None:
+def _look(cluster: kube.Connection, namespace: str, service: str, name: str) -> TrialResult | None:
     pod = cluster.get("v1", "Pod", namespace, name)
     if pod is None:
         return None
@@ -368,7 +368,7 @@ def _look(cluster: kube.Kube, namespace: str, service: str, name: str) -> TrialR
 
 
 def _timed_out(
-    cluster: kube.Kube, namespace: str, service: str, name: str, waited: float
+    cluster: kube.Connection, namespace: str, service: str, name: str, waited: float
 ) -> TrialResult:
     return _failed(
         service,
@@ -380,14 +380,14 @@ def _timed_out(
     )
 
 
-def _remove(cluster: kube.Kube, namespace: str, pod: str, config_maps: Iterable[str]) -> None:
+def _remove(cluster: kube.Connection, namespace: str, pod: str, config_maps: Iterable[str]) -> None:
     # At once: a trial serves nobody, and its copy of the data is thrown away anyway.
     cluster.delete("v1", "Pod", namespace, pod, grace_period_seconds=0)
     for name in config_maps:
         cluster.delete("v1", "ConfigMap", namespace, name)
 
 
-async def _gone(cluster: kube.Kube, namespace: str, name: str, timeout: float) -> None:
+async def _gone(cluster: kube.Connection, namespace: str, name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while await asyncio.to_thread(cluster.get, "v1", "Pod", namespace, name) is not None:
         if time.monotonic() > deadline:
@@ -398,7 +398,7 @@ async def _gone(cluster: kube.Kube, namespace: str, name: str, timeout: float) -
         await asyncio.sleep(0.3)
 
 
-def serving_node(cluster: kube.Kube, namespace: str, pod: str) -> str | None:
+def serving_node(cluster: kube.Connection, namespace: str, pod: str) -> str | None:
     """The ``kubernetes.io/hostname`` of the node ``pod`` runs on, if it is known."""
     found = cluster.get("v1", "Pod", namespace, pod)
     node_name = (found or {}).get("spec", {}).get("nodeName")
@@ -410,7 +410,7 @@ def serving_node(cluster: kube.Kube, namespace: str, pod: str) -> str | None:
 
 
 async def run(
-    cluster: kube.Kube,
+    cluster: kube.Connection,
     namespace: str,
     service: str,
     pod: kube.Object,
@@ -512,7 +512,7 @@ def revert_pod(
 
 
 async def scale_to_none(
-    cluster: kube.Kube, namespace: str, deployment: str, timeout: float
+    cluster: kube.Connection, namespace: str, deployment: str, timeout: float
 ) -> None:
     """Scale ``deployment`` to no pods and wait until its last pod is gone; the
     rollback that follows sets the chart's replicas again."""
@@ -537,7 +537,7 @@ async def scale_to_none(
 
 
 async def run_to_completion(
-    cluster: kube.Kube, namespace: str, pod: kube.Object, *, timeout: float
+    cluster: kube.Connection, namespace: str, pod: kube.Object, *, timeout: float
 ) -> tuple[bool, str]:
     """Run a one-off pod until it ends: (succeeded, its log). Deleted afterwards."""
     name = str(pod["metadata"]["name"])

@@ -148,7 +148,9 @@ def app_answers(app_url: str, note: str, *, fetch: Fetch = fetch_status) -> Chec
     return Check("app answers on its NodePort", status == 200, f"{url}: HTTP {status}", by_hand)
 
 
-def health_in_pod(cluster: kube.Kube, namespace: str, service: str, probe: services.Probe) -> Check:
+def health_in_pod(
+    cluster: kube.Connection, namespace: str, service: str, probe: services.Probe
+) -> Check:
     """GET the service's liveness probe on 127.0.0.1 from inside its own running pod."""
     name = f"{service} health (in its pod)"
     url = f"http://127.0.0.1:{probe.port}{probe.path}"
@@ -234,7 +236,7 @@ def secrets_present(
 
 
 def verify(
-    cluster: kube.Kube,
+    cluster: kube.Connection,
     *,
     namespace: str,
     release: str,

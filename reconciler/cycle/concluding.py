@@ -13,7 +13,7 @@ import logging
 
 from reconciler import errors
 from reconciler.cluster import rollout, trial_pods
-from reconciler.cycle import deciding, observing, outcomes, state, toolboxes
+from reconciler.cycle import deciding, observing, outcomes, ports, state, toolboxes
 
 log = logging.getLogger("lumina.reconcile")
 
@@ -33,6 +33,7 @@ def _result(
     phases: dict[str, float],
     states: tuple[str, ...],
     *,
+    clock: ports.Clock,
     revision: int | None = None,
     retry_after: float | None = None,
     diagnosis: rollout.Diagnosis | None = None,
@@ -60,6 +61,7 @@ def _result(
             else None
         ),
         states=states,
+        finished_at=clock.time(),
     )
 
 
@@ -81,7 +83,7 @@ def _save(
             "message": result.message,
         }
     try:
-        state.save(box.state_dir, saved.model_copy(update=update))
+        box.deps.store.save(saved.model_copy(update=update))
     except OSError as exc:
         # The outcome stands and is reported; only its record is lost, and the next
         # cycle reads the release again. An escaping error would end `once` in a
@@ -89,7 +91,7 @@ def _save(
         log.error(
             "could not record the cycle in %s (%s): fix the state directory; "
             "the next cycle reads the release again",
-            box.state_dir,
+            box.deps.store.path,
             exc.strerror or exc,
         )
 
@@ -102,7 +104,7 @@ def decided(
     states: tuple[str, ...],
 ) -> outcomes.CycleResult:
     """The cycle reached a state with nothing left to do."""
-    box.counters["unexpected_errors"] = 0
+    box.runtime.counters["unexpected_errors"] = 0
     acted = len(states) > 1
     if decision.state is deciding.CycleState.IN_SYNC:
         revision = seen.converged_revision
@@ -114,7 +116,9 @@ def decided(
             said = decision.reason.replace(" runs ", " already runs ", 1)
             revision = seen.release.revision if seen.release else seen.saved.revision
         message = "; ".join([said, *seen.notes])
-        result = _result(seen, outcome, message, phases, states, revision=revision)
+        result = _result(
+            seen, outcome, message, phases, states, clock=box.deps.clock, revision=revision
+        )
         if acted:
             # After a crash or in a new clone, `status` shows the release was adopted.
             _save(box, seen.saved, result)
@@ -122,7 +126,9 @@ def decided(
         return result
     outcome = _TERMINAL[decision.state]
     retry = 2.0 if outcome is outcomes.Outcome.PAUSED else None
-    result = _result(seen, outcome, decision.reason, phases, states, retry_after=retry)
+    result = _result(
+        seen, outcome, decision.reason, phases, states, clock=box.deps.clock, retry_after=retry
+    )
     if outcome is outcomes.Outcome.ROLLED_BACK:
         assert seen.desired is not None
         _save(box, seen.saved, result, failed_inputs=seen.desired.key)
@@ -138,13 +144,22 @@ def failed(
     states: tuple[str, ...],
 ) -> outcomes.CycleResult:
     """An error of ours stopped the cycle: its outcome, remembered if the inputs' own."""
-    box.counters["unexpected_errors"] = 0
+    box.runtime.counters["unexpected_errors"] = 0
     outcome = outcomes.Outcome(exc.outcome)
     retry = exc.retry_after if isinstance(exc, errors.TemporaryError) else None
     if retry is not None:
         log.warning("%s, will retry in %.0fs: %s", outcome.value, retry, exc)
     tried = exc.result.diagnosis if isinstance(exc, trial_pods.TrialStartFailedError) else None
-    result = _result(seen, outcome, str(exc), phases, states, retry_after=retry, diagnosis=tried)
+    result = _result(
+        seen,
+        outcome,
+        str(exc),
+        phases,
+        states,
+        clock=box.deps.clock,
+        retry_after=retry,
+        diagnosis=tried,
+    )
     box.metrics.cycles.labels(outcome.value).inc()
     if outcome is outcomes.Outcome.RETRY or seen is None:
         return result
@@ -161,12 +176,12 @@ def crashed(
     states: tuple[str, ...],
 ) -> outcomes.CycleResult:
     """Anything else: a temporary failure, retried later with a growing delay."""
-    count = box.counters.get("unexpected_errors", 0)
-    box.counters["unexpected_errors"] = count + 1
+    count = box.runtime.counters.get("unexpected_errors", 0)
+    box.runtime.counters["unexpected_errors"] = count + 1
     delay = BACKOFF_SECONDS[min(count, len(BACKOFF_SECONDS) - 1)]
     said = f"{type(exc).__name__}: {exc}"
-    if said not in box.seen_errors:
-        box.seen_errors.add(said)
+    if said not in box.runtime.seen_errors:
+        box.runtime.seen_errors.add(said)
         log.error("unexpected error in the cycle (retrying in %.0fs)", delay, exc_info=exc)
     else:
         log.error("unexpected error again (retrying in %.0fs): %s", delay, said)
@@ -177,6 +192,7 @@ def crashed(
         f"unexpected error: {said}; retrying in {delay:.0f}s",
         phases,
         states,
+        clock=box.deps.clock,
         retry_after=delay,
     )
 
@@ -191,7 +207,13 @@ def stopped_in_rollback(
     verifies it and rolls it back itself.)"""
     assert seen.desired is not None
     result = _result(
-        seen, outcomes.Outcome.ROLLED_BACK, message, {}, ("rollout-failed",), revision=revision
+        seen,
+        outcomes.Outcome.ROLLED_BACK,
+        message,
+        {},
+        ("rollout-failed",),
+        clock=box.deps.clock,
+        revision=revision,
     )
     saved = seen.saved if revision is None else seen.saved.model_copy(update={"revision": revision})
     _save(box, saved, result, failed_inputs=seen.desired.key)

@@ -22,8 +22,8 @@ from reconciler.inputs import secret_inputs, snapshots, watching, worktree_readi
 from reconciler.releasing import targets
 
 if TYPE_CHECKING:
-    # Only the cycle's observe() talks to docker and helm; `plan` imports this module
-    # and must start without loading their clients (see reconciler.cli.main).
+    # Only the cycle's observe() talks to helm; `plan` imports this module and must
+    # start without loading its client (see reconciler.cli.main).
     from reconciler.cluster import rollout
     from reconciler.cycle import toolboxes
     from reconciler.releasing import helm
@@ -179,7 +179,7 @@ class Sources:
 
     @classmethod
     def of(cls, box: toolboxes.Toolbox) -> Sources:
-        return cls(box.config, box.plugins, box.hash_cache, box.listings)
+        return cls(box.config, box.plugins, box.hash_cache, box.runtime.listings)
 
 
 def desired(sources: Sources) -> Desired:
@@ -225,32 +225,18 @@ async def _images_present(
     """(built, delivered) among ``services``: with a registry, what the registry holds
     is both; without one, what the local engine holds is built, and nothing is
     delivered until loaded into the nodes."""
-    from reconciler.building import builds, registries  # noqa: PLC0415 — see the imports
-
     if not services:
         return frozenset(), frozenset()
-    docker = await asyncio.to_thread(box.docker)
-    if box.config.registry:
-        account = registries.credentials(box.config.repo_path(box.config.secrets_file))
-        answers = await asyncio.gather(
-            *(
-                asyncio.to_thread(registries.has, docker, wanted.images[name], account)
-                for name in services
-            )
-        )
-        for name, present in zip(services, answers, strict=True):
-            log.info("registry %s %s", "has" if present else "lacks", wanted.images[name])
-        held = frozenset(name for name, present in zip(services, answers, strict=True) if present)
-        return held, held
     answers = await asyncio.gather(
-        *(asyncio.to_thread(builds.image_exists, docker, wanted.images[name]) for name in services)
+        *(asyncio.to_thread(box.deps.images.exists, wanted.images[name]) for name in services)
     )
+    held = frozenset(name for name, present in zip(services, answers, strict=True) if present)
     for name, present in zip(services, answers, strict=True):
-        if present:
+        if box.config.registry:
+            log.info("registry %s %s", "has" if present else "lacks", wanted.images[name])
+        elif present:
             log.info("reused %s (already in the engine)", wanted.images[name])
-    return frozenset(
-        n for n, present in zip(services, answers, strict=True) if present
-    ), frozenset()
+    return (held, held) if box.config.registry else (held, frozenset())
 
 
 def _running(baseline: planning.Baseline, wanted: Desired) -> frozenset[str]:
@@ -277,7 +263,7 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
     """Read the world once. A damaged state file is set aside, not raised."""
     from reconciler.releasing import helm  # noqa: PLC0415 — see the imports
 
-    loaded = await asyncio.to_thread(state.load, box.state_dir, set_aside=True)
+    loaded = await asyncio.to_thread(box.deps.store.load, set_aside=True)
     if loaded.problem:
         log.warning("%s", loaded.problem)
     sources = Sources.of(box)
@@ -286,8 +272,8 @@ async def observe(box: toolboxes.Toolbox, request: Request) -> Observation:
         return seen
     wanted = seen.desired
     if request.first or request.force_upgrade or not _saved_matches(seen.saved, wanted):
-        box.counters["helm_reads"] += 1
-        release = await box.releaser.current()
+        box.runtime.counters["helm_reads"] += 1
+        release = await box.deps.releaser.current()
         writers: tuple[int, ...] = ()
         if release is not None and release.status in helm.PENDING_NAMES:
             writers = tuple(

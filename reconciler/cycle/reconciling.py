@@ -45,7 +45,7 @@ async def run_cycle(
     ``first`` forces a look at the live release; ``force_upgrade`` runs Helm even when
     nothing changed in the repository (to correct drift).
     """
-    phases = toolboxes.Phases()
+    phases = toolboxes.Phases(box.deps.clock)
     seen: observing.Observation | None = None
     states: list[str] = []
     try:
@@ -80,14 +80,14 @@ async def run_cycle(
 
 async def detect_drift(box: toolboxes.Toolbox) -> list[drifting.Drift]:
     """Hand-made changes to the release's objects (an empty list when there are none)."""
-    box.counters["helm_reads"] += 1
-    desired = await box.releaser.deployed_manifests()
+    box.runtime.counters["helm_reads"] += 1
+    desired = await box.deps.releaser.deployed_manifests()
     live: dict[tuple[str, str], dict[str, Any]] = {}
     for obj in desired:
         if obj.get("kind") == "Deployment":
             name = str(obj["metadata"]["name"])
             found = await asyncio.to_thread(
-                box.kube.get, "apps/v1", "Deployment", box.config.namespace, name
+                box.deps.kube.get, "apps/v1", "Deployment", box.config.namespace, name
             )
             if found is not None:
                 live[("Deployment", name)] = found

@@ -159,6 +159,23 @@ def save_manifest(
     atomic_files.write(path, json.dumps(payload, separators=(",", ":")))
 
 
+class Directory:
+    """The state store port's real adapter: ``state.json`` and the manifests in a
+    directory, each write atomic (:mod:`reconciler.atomic_files`)."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def load(self, *, set_aside: bool = False) -> Loaded:
+        return load(self.path, set_aside=set_aside)
+
+    def save(self, state: State) -> None:
+        save(self.path, state)
+
+    def save_manifest(self, digest: str, files: Mapping[str, trees.FileEntry]) -> None:
+        save_manifest(self.path, digest, files)
+
+
 def _manifest_problem(raw: object) -> str:
     """What keeps ``raw`` from being a listing ({path: [mode, oid]}), or ""."""
     if not isinstance(raw, dict):

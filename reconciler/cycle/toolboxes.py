@@ -2,8 +2,8 @@
 
 Who builds it: :mod:`reconciler.cli.wiring` for commands and the daemon, tests and
 benchmarks for their own setups; the cycle's observe step and actions act through it.
-Holding every side effect here keeps the deciding code pure; the Helm adapter and the
-provider are typed by what the cycle calls (:mod:`reconciler.cycle.ports`).
+Holding every side effect here keeps the deciding code pure; the adapters are typed by
+what the cycle calls (:mod:`reconciler.cycle.ports`), so tests pass in-memory fakes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler import errors, services, settings
-from reconciler.building import builds
-from reconciler.cluster import kube, providers
 from reconciler.cycle import metrics, ports
 from reconciler.inputs import worktree_reading
 from reconciler.releasing import targets
@@ -27,44 +25,58 @@ log = logging.getLogger("lumina.reconcile")
 
 
 @dataclasses.dataclass
+class Dependencies:
+    """The side effects a cycle acts through, each typed by its port: only these."""
+
+    images: ports.Images
+    kube: ports.Kube
+    releaser: ports.Releases
+    store: ports.StateStore
+    # The time module fits the Clock port as it is.
+    clock: ports.Clock = dataclasses.field(default_factory=lambda: time)
+
+
+def _counters() -> dict[str, int]:
+    return {
+        "docker_builds": 0,
+        "docker_pushes": 0,
+        "helm_upgrades": 0,
+        "helm_reads": 0,
+        "trial_starts": 0,
+        "unexpected_errors": 0,
+    }
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What a long-lived caller keeps from one cycle to the next (the daemon's, or a
+    command's single cycle): counts of the work done, errors already told, listings."""
+
+    counters: dict[str, int] = dataclasses.field(default_factory=_counters)
+    #: unexpected errors already logged with their traceback (each is logged once)
+    seen_errors: set[str] = dataclasses.field(default_factory=set)
+    #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
+    listings: worktree_reading.ListingMemo | None = None
+
+
+@dataclasses.dataclass
 class Toolbox:
-    """The adapters a cycle acts through; tests and commands build it once."""
+    """What a cycle needs: the settings and plugins, its dependencies (the ports), and
+    the runtime it updates; tests and commands build it once."""
 
     config: settings.Settings
     plugins: Sequence[services.ServicePlugin]
-    provider: ports.ImageLoading
-    cluster: providers.ClusterInfo
-    kube: kube.Kube
-    releaser: ports.Releases
+    deps: Dependencies
     metrics: metrics.Metrics
     hash_cache: worktree_reading.HashCache
-    #: set by the daemon, whose watcher keeps it correct; one-shot commands walk the tree
-    listings: worktree_reading.ListingMemo | None = None
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
     build_log: Callable[[str, str], None] = lambda service, line: log.info("[%s] %s", service, line)
-    docker_client: Any = None
-    counters: dict[str, int] = dataclasses.field(
-        default_factory=lambda: {
-            "docker_builds": 0,
-            "docker_pushes": 0,
-            "helm_upgrades": 0,
-            "helm_reads": 0,
-            "trial_starts": 0,
-            "unexpected_errors": 0,
-        }
-    )
     #: plugins that failed to import: each cycle fails on the first, deploying nothing
     blocked_by: Sequence[errors.PluginError] = ()
-    #: unexpected errors already logged with their traceback (each is logged once)
-    seen_errors: set[str] = dataclasses.field(default_factory=set)
 
     @property
     def state_dir(self) -> pathlib.Path:
         return self.config.repo_path(self.config.state_dir)
-
-    def docker(self) -> Any:
-        if self.docker_client is None:
-            self.docker_client = builds.connect(self.provider.docker_env())
-        return self.docker_client
 
     def image(self, service: str) -> str:
         """The repository ``service``'s image is named under (local, or in the registry)."""
@@ -75,13 +87,14 @@ class Toolbox:
 class Phases:
     """Seconds spent per phase of one cycle (plan, build, deploy, ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: ports.Clock = time) -> None:
         self.seconds: dict[str, float] = {}
+        self._clock = clock
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Any:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+            self.seconds[name] = self.seconds.get(name, 0.0) + self._clock.monotonic() - started

@@ -16,11 +16,10 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from typing import Any
 
 from reconciler import settings
-from reconciler.cycle import outcomes, reconciling, state, toolboxes
+from reconciler.cycle import outcomes, ports, reconciling, toolboxes
 from reconciler.daemon import notifying, reporting, serving
 from reconciler.inputs import debouncing, watching, worktree_reading
 from reconciler.releasing import drifting
@@ -29,31 +28,29 @@ log = logging.getLogger("lumina.daemon")
 
 
 class Daemon:
-    def __init__(
-        self, box: toolboxes.Toolbox, *, notifier: notifying.Notifier | None = None
-    ) -> None:
+    def __init__(self, box: toolboxes.Toolbox, *, notifier: ports.Notifier | None = None) -> None:
         self.box = box
-        self.notifier = notifier or notifying.Notifier(
+        self.notifier: ports.Notifier = notifier or notifying.Notifier(
             [str(url) for url in box.config.notify_webhooks],
             release=box.config.release,
             namespace=box.config.namespace,
         )
         self.last: outcomes.CycleResult | None = None
-        self.started_at = time.time()
+        self.started_at = box.deps.clock.time()
         self.cycles = 0
         self.drift: list[drifting.Drift] = []
         #: the page's timeline: longer than the state file's history, in memory only
-        self.timeline = reporting.Timeline(state.load(box.state_dir).state.history)
+        self.timeline = reporting.Timeline(box.deps.store.load().state.history)
         self.rollouts = reporting.LiveRollouts(
-            lambda name: box.kube.get("apps/v1", "Deployment", box.config.namespace, name),
+            lambda name: box.deps.kube.get("apps/v1", "Deployment", box.config.namespace, name),
             {plugin.name: plugin.values_key for plugin in box.plugins},
         )
         self._busy = False
         self._correct_drift = False
-        if box.config.mode is settings.TriggerMode.WORKTREE and box.listings is None:
+        if box.config.mode is settings.TriggerMode.WORKTREE and box.runtime.listings is None:
             # The watcher reports every changed path, so cycles patch the last listing
             # instead of walking the whole tree again.
-            box.listings = worktree_reading.ListingMemo()
+            box.runtime.listings = worktree_reading.ListingMemo()
 
     def _watcher(
         self, debouncer: debouncing.Debouncer
@@ -96,12 +93,12 @@ class Daemon:
     def _remember(self, batch: debouncing.Batch) -> None:
         if batch.paths:
             log.info("changes: %d paths from %d events", len(batch.paths), batch.count)
-        if self.box.listings is None:
+        if self.box.runtime.listings is None:
             return
         if batch.rescan:
-            self.box.listings.forget()
+            self.box.runtime.listings.forget()
         else:
-            self.box.listings.touched(batch.paths)
+            self.box.runtime.listings.touched(batch.paths)
 
     async def _cycle(self, first: bool) -> outcomes.CycleResult:
         force, self._correct_drift = self._correct_drift, False
@@ -205,7 +202,7 @@ async def abandon(box: toolboxes.Toolbox, cycle: asyncio.Task[outcomes.CycleResu
     cycle.cancel()
     await asyncio.gather(cycle, return_exceptions=True)
     try:
-        recovered = await box.releaser.recover()
+        recovered = await box.deps.releaser.recover()
     except Exception as exc:  # shutting down: report, never raise
         log.error("could not check the release after stopping: %s", exc)
         return

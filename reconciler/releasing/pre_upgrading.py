@@ -80,7 +80,7 @@ class Prepared:
 
 
 def run(
-    cluster: kube.Kube,
+    cluster: kube.Connection,
     plugins: Sequence[services.ServicePlugin],
     namespace: str,
     *,

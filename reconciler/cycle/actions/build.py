@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 
 from reconciler import services
-from reconciler.building import builds, disks, registries
+from reconciler.building import builds, disks
 from reconciler.cycle import deciding, observing, toolboxes
 from reconciler.inputs import contexts, snapshots
 from reconciler.releasing import targets
@@ -28,7 +28,7 @@ def ensure_room(box: toolboxes.Toolbox, *, building_images: bool) -> None:
     places = {"the state directory": box.state_dir}
     if building_images:
         places["the build-context spool (TMPDIR)"] = pathlib.Path(tempfile.gettempdir())
-        data_root = builds.local_data_root(box.docker())
+        data_root = box.deps.images.data_root()
         if data_root is not None:
             places["the Docker engine's data root"] = data_root
     disks.ensure_room(places, box.config.min_free_disk_mb * 2**20)
@@ -39,12 +39,10 @@ async def build_all(
     wanted: Sequence[tuple[services.ServicePlugin, contexts.ServiceInputs]],
     source: contexts.Source,
     *,
-    account: registries.Credentials | None = None,
     pushed: list[str],
 ) -> list[builds.BuiltImage]:
     """Build each wanted image (reusing local ones) and, with a registry, push it as soon
     as it is built; ``pushed`` collects the services pushed."""
-    docker = await asyncio.to_thread(box.docker)
     limit = asyncio.Semaphore(box.config.build_concurrency)
 
     async def one(
@@ -53,17 +51,11 @@ async def build_all(
         async with limit:
             image = targets.image_name(box.config, plugin)
             log.info("building %s:%s", image, inputs.tag)
-            built = await builds.build(
-                docker,
-                plugin,
-                inputs,
-                source,
-                log=box.build_log,
-                timeout=box.config.build_timeout_seconds,
-                image=image,
+            built = await box.deps.images.build(
+                plugin, inputs, source, image=image, log=box.build_log
             )
             if not built.reused:
-                box.counters["docker_builds"] += 1
+                box.runtime.counters["docker_builds"] += 1
                 box.metrics.build_seconds.labels(plugin.name).observe(built.seconds)
                 box.metrics.services_rebuilt.labels(plugin.name).inc()
             log.info(
@@ -76,9 +68,9 @@ async def build_all(
             # Outside the build slot: a push waits on the network, not the CPU.
             log.info("pushing %s", built.reference)
             digest = await asyncio.to_thread(
-                registries.push, docker, plugin.name, built.reference, account, box.build_log
+                box.deps.images.push, plugin.name, built.reference, box.build_log
             )
-            box.counters["docker_pushes"] += 1
+            box.runtime.counters["docker_pushes"] += 1
             pushed.append(plugin.name)
             log.info("pushed %s (%s)", built.reference, digest)
         return built
@@ -104,14 +96,9 @@ async def run(
     by_name: dict[str, services.ServicePlugin] = {plugin.name: plugin for plugin in box.plugins}
     inputs: dict[str, contexts.ServiceInputs] = {i.name: i for i in seen.desired.snapshot.services}
     wanted = [(by_name[name], inputs[name]) for name in decision.services]
-    account = (
-        registries.credentials(box.config.repo_path(box.config.secrets_file))
-        if box.config.registry
-        else None
-    )
-    source = snapshots.source_for(box.config, cache=box.hash_cache, memo=box.listings)
+    source = snapshots.source_for(box.config, cache=box.hash_cache, memo=box.runtime.listings)
     pushed: list[str] = []
-    built = await build_all(box, wanted, source, account=account, pushed=pushed)
+    built = await build_all(box, wanted, source, pushed=pushed)
     box.metrics.builds_skipped.inc(len(seen.desired.tags) - sum(not b.reused for b in built))
     done = frozenset(image.service for image in built)
     return dataclasses.replace(

@@ -23,14 +23,14 @@ async def run(
 ) -> observing.Observation:
     assert seen.desired is not None
     references = [seen.desired.images[name] for name in decision.services]
-    await asyncio.to_thread(box.provider.load_images, references)
+    await asyncio.to_thread(box.deps.images.deliver, references)
     delivered = seen.delivered | frozenset(decision.services)
     failure = seen.failure
     if failure is None:
         return dataclasses.replace(seen, delivered=delivered)
     if failure.result.diagnosis is not None and failure.result.diagnosis.pod:
         await asyncio.to_thread(
-            box.kube.delete, "v1", "Pod", box.config.namespace, failure.result.diagnosis.pod
+            box.deps.kube.delete, "v1", "Pod", box.config.namespace, failure.result.diagnosis.pod
         )
     log.warning("delivered %s again; watching the rollout again", ", ".join(decision.services))
     return dataclasses.replace(

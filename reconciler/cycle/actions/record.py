@@ -31,9 +31,9 @@ def _write(box: toolboxes.Toolbox, seen: observing.Observation, revision: int) -
         }
     )
     for inputs in snapshot.services:
-        state.save_manifest(box.state_dir, inputs.digest, inputs.files)
-    state.save_manifest(box.state_dir, snapshot.chart_digest, snapshot.chart_files)
-    state.save(box.state_dir, saved)
+        box.deps.store.save_manifest(inputs.digest, inputs.files)
+    box.deps.store.save_manifest(snapshot.chart_digest, snapshot.chart_files)
+    box.deps.store.save(saved)
     return saved
 
 

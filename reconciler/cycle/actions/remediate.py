@@ -25,7 +25,7 @@ async def _rolled_back_to(box: toolboxes.Toolbox, attempt: observing.Rollout) ->
     """The revision a rollback cut short by a stop left deployed, if Helm says one is
     (the rollback's return value is lost with the cancellation)."""
     try:
-        release = await box.releaser.current()
+        release = await box.deps.releaser.current()
     except errors.LuminaError as exc:
         log.warning("could not read the release after the rollback: %s", exc)
         return None
@@ -55,14 +55,14 @@ async def run(
     reverted = await reverting.revert_data(box, seen, attempt)
     log.info("rolling back to revision %d with helm", previous)
     try:
-        revision = await box.releaser.rollback(previous)
-        box.counters["helm_reads"] += 1
-        release = await box.releaser.current()
+        revision = await box.deps.releaser.rollback(previous)
+        box.runtime.counters["helm_reads"] += 1
+        release = await box.deps.releaser.current()
         restored = targets.release_images(box.plugins, release)
         by_key: dict[str, str] = {plugin.name: plugin.values_key for plugin in box.plugins}
         expected = {by_key[name]: image for name, image in restored.items() if name in by_key}
         again = await rollout.await_rollout(
-            box.kube, box.config.namespace, expected, timeout=box.config.helm_timeout_seconds
+            box.deps.kube, box.config.namespace, expected, timeout=box.config.helm_timeout_seconds
         )
     except asyncio.CancelledError:
         # Helm's rollback is never cut short (see the Helm adapter): by now it ran.

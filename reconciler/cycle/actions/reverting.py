@@ -56,18 +56,20 @@ async def revert_data(
             deployed = seen.saved.services[plugin.name]
             image = f"{deployed.image}:{deployed.tag}"
         live = await asyncio.to_thread(
-            box.kube.get, "apps/v1", "Deployment", namespace, plugin.values_key
+            box.deps.kube.get, "apps/v1", "Deployment", namespace, plugin.values_key
         )
         if image is None or live is None:
             continue
         log.info("reverting %s's data if the failed pod migrated it (%s)", plugin.name, backup)
         try:
-            await trial_pods.scale_to_none(box.kube, namespace, plugin.values_key, STOP_SECONDS)
+            await trial_pods.scale_to_none(
+                box.deps.kube, namespace, plugin.values_key, STOP_SECONDS
+            )
             pod = trial_pods.revert_pod(
                 live, service=plugin.name, image=image, command=[*commands.revert, backup]
             )
             ok, text = await trial_pods.run_to_completion(
-                box.kube, namespace, pod, timeout=REVERT_SECONDS
+                box.deps.kube, namespace, pod, timeout=REVERT_SECONDS
             )
         except errors.LuminaError as exc:
             log.warning("could not revert %s's data: %s", plugin.name, exc)

@@ -43,7 +43,7 @@ async def try_new_pods(
         deployment = _deployment(rendered, plugin.values_key)
         if trial is None or serving is None or deployment is None:
             continue
-        node = await asyncio.to_thread(trial_pods.serving_node, box.kube, namespace, serving)
+        node = await asyncio.to_thread(trial_pods.serving_node, box.deps.kube, namespace, serving)
         spec = deployment["spec"]["template"]["spec"]
         copies = trial_pods.trial_config_maps(rendered, spec, plugin.values_key)
         pod = trial_pods.trial_pod(
@@ -56,14 +56,14 @@ async def try_new_pods(
         )
         log.info("trial start of the new %s image on a copy of its data", plugin.name)
         result = await trial_pods.run(
-            box.kube,
+            box.deps.kube,
             namespace,
             plugin.name,
             pod,
             copies.values(),
             timeout=trial.timeout_seconds,
         )
-        box.counters["trial_starts"] += 1
+        box.runtime.counters["trial_starts"] += 1
         if result.verdict is trial_pods.TrialVerdict.FAILED:
             log.warning("trial start of %s failed: %s", plugin.name, result.summary)
             raise trial_pods.TrialStartFailedError(result)

@@ -18,11 +18,11 @@ log = logging.getLogger("lumina.reconcile")
 async def run(
     box: toolboxes.Toolbox, seen: observing.Observation, decision: deciding.Decision
 ) -> observing.Observation:
-    recovered = await box.releaser.recover()
+    recovered = await box.deps.releaser.recover()
     if recovered:
         log.warning("recovered release %s: %s", box.config.release, recovered)
-    box.counters["helm_reads"] += 1
-    release = await box.releaser.current()
+    box.runtime.counters["helm_reads"] += 1
+    release = await box.deps.releaser.current()
     sources = observing.Sources.of(box)
     baseline = await asyncio.to_thread(
         observing.deployed_baseline, sources, seen.saved, release, True

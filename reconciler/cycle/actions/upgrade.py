@@ -58,7 +58,7 @@ def _copy_backups(box: toolboxes.Toolbox, backups: Mapping[str, str]) -> tuple[s
             continue
         name = backups[plugin.name].rpartition("/")[2]
         try:
-            path = backup_copies.pull(box.kube, config.namespace, plugin, name, directory)
+            path = backup_copies.pull(box.deps.kube, config.namespace, plugin, name, directory)
         except errors.LuminaError as exc:
             log.warning("could not copy %s's backup %s here: %s", plugin.name, name, exc)
             notes.append(f"{plugin.name}: backup not copied to {directory} ({exc.message})")
@@ -78,18 +78,18 @@ async def run(
     # Reads and checks first: nothing reaches the cluster before the chart passed them.
     namespace = await asyncio.to_thread(
         namespaces.prepare,
-        box.kube,
+        box.deps.kube,
         config.namespace,
         config.release,
         targets.node_port(box.plugins, config),
     )
     in_cluster = await asyncio.to_thread(
-        secrets.read_generated, box.kube, box.plugins, config.namespace
+        secrets.read_generated, box.deps.kube, box.plugins, config.namespace
     )
     resolved = await asyncio.to_thread(
         secrets.resolve, box.plugins, config.repo_path(config.secrets_file), in_cluster=in_cluster
     )
-    key, new_key = await asyncio.to_thread(secrets.checksum_key, box.kube, config.namespace)
+    key, new_key = await asyncio.to_thread(secrets.checksum_key, box.deps.kube, config.namespace)
     values = targets.chart_values(
         box.plugins,
         wanted.tags,
@@ -99,7 +99,7 @@ async def run(
     )
     # Independent helm calls (one local, one reading the release): side by side.
     rendered, deployed_objects = await asyncio.gather(
-        box.releaser.render(values), box.releaser.deployed_manifests()
+        box.deps.releaser.render(values), box.deps.releaser.deployed_manifests()
     )
     problems = preflight.check(rendered, deployed_objects)
     if problems:
@@ -111,25 +111,25 @@ async def run(
     deployed = release is not None and release.status == "deployed"
     # Writes: the namespace before anything that lives in it (a first install has none).
     if namespace.apply is not None:
-        await asyncio.to_thread(box.kube.apply, namespace.apply)
+        await asyncio.to_thread(box.deps.kube.apply, namespace.apply)
         log.info("%s", namespace.note)
     if new_key is not None:
-        await asyncio.to_thread(box.kube.apply, new_key)
+        await asyncio.to_thread(box.deps.kube.apply, new_key)
     prepared = await asyncio.to_thread(
         pre_upgrading.run,
-        box.kube,
+        box.deps.kube,
         box.plugins,
         config.namespace,
         restarting=pre_upgrading.restarting(rendered, deployed_objects),
         revision=release.revision if release is not None else None,
         values=values,
     )
-    await asyncio.to_thread(secrets.apply, box.kube, resolved, config.namespace)
+    await asyncio.to_thread(secrets.apply, box.deps.kube, resolved, config.namespace)
     copied = await asyncio.to_thread(_copy_backups, box, prepared.backups)
     tried = await trying.try_new_pods(box, rendered, prepared) if config.trial_starts else ()
     changed = decision.services
     description = f"lumina: {', '.join(f'{n}={wanted.tags[n]}' for n in changed) or 'chart change'}"
-    box.counters["helm_upgrades"] += 1
+    box.runtime.counters["helm_upgrades"] += 1
     # What to return to on failure: the live revision, or (a failed one lives) the last
     # one this tool saw ready.
     previous = release.revision if deployed and release is not None else seen.saved.revision
@@ -140,7 +140,7 @@ async def run(
     }
     log.info("applying the release with helm (%s)", description)
     try:
-        revision = await box.releaser.apply(values, description)
+        revision = await box.deps.releaser.apply(values, description)
     except helm.ReleaseError as exc:
         # Helm may have applied part of it and marked the revision failed: undo it.
         log.warning("helm could not apply the release: %s", exc)

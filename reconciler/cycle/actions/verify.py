@@ -66,7 +66,7 @@ async def run(
             log.warning("rollout watch: %s (still waiting)", exc)
 
     result = await rollout.await_rollout(
-        box.kube,
+        box.deps.kube,
         box.config.namespace,
         attempt.expected,
         timeout=box.config.helm_timeout_seconds,
