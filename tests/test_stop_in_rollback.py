@@ -103,6 +103,7 @@ def test_a_stop_during_the_rollback_records_the_failure_once_helm_finished(
     assert kept.last_failure is not None, "the failure was not recorded"
     assert kept.last_failure["target"] == "the-failed-inputs"
     assert kept.last_failure["outcome"] == "rolled-back"
-    assert "stopped while rolling back to revision 4" in kept.last_failure["message"]
+    said = kept.last_failure["message"]
+    assert "rolled back to revision 4 (now revision 6), then stopped" in said, said
     assert kept.history[-1]["outcome"] == "rolled-back"
     assert kept.revision == 6, "the state does not name the revision Helm has after the rollback"

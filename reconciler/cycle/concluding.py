@@ -200,11 +200,9 @@ def crashed(
 def stopped_in_rollback(
     box: toolboxes.Toolbox, seen: observing.Observation, message: str, revision: int | None
 ) -> outcomes.CycleResult:
-    """A stop (SIGTERM) landed once the rollback had begun: Helm finished it, so the
-    failure is recorded as a rollback's is, and the next start does not try the same
-    inputs again; ``revision`` is the one Helm now has, when known. (Before the rollback,
-    nothing is recorded: the next start finds the failed revision still deployed,
-    verifies it and rolls it back itself.)"""
+    """A stop (SIGTERM) landed while a failed rollout was remedied: the data revert and
+    the rollback were finished first, so the failure is recorded as a rollback's, and
+    the next start does not try the same inputs again; ``revision`` is the rollback's."""
     assert seen.desired is not None
     result = _result(
         seen,

@@ -6,8 +6,9 @@ SIGTERM or SIGINT a running cycle is cancelled: a build is abandoned before anyt
 reaches Helm; a helm write (an upgrade, a rollback) runs to its end, never left
 ``pending-*``, and a pending release an earlier crash left is cleared. A revision
 applied but not yet seen ready stays deployed: the next start verifies it and rolls it
-back if its pods fail. A stop during a rollback records the failure, so the next start
-does not try those inputs again. Then the process exits 0.
+back if its pods fail. A stop while a failed rollout is remedied finishes the data
+revert and the rollback first, and records the failure, so the next start does not try
+those inputs again. Then the process exits 0.
 """
 
 from __future__ import annotations

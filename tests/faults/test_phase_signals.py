@@ -65,7 +65,11 @@ class Phase:
 PHASES = [
     Phase("build", "building lumina/backend", ("built lumina/backend",)),
     Phase("deliver", "-> deliver", ("out-of-sync:",)),
-    Phase("backup", "pre-upgrade backend: running its hook", ("pre-upgrade backend: ",)),
+    Phase(
+        "backup",
+        "pre-upgrade backend: running its hook",
+        ("pre-upgrade backend: backed up", "pre-upgrade backend: not backed up"),
+    ),
     Phase("trial", "trial start of the new backend", ("trial start backend:",)),
     Phase("helm apply", "applying the release with helm", ("watching the rollout",)),
     Phase("rollout wait", "watching the rollout", ("ready in", "rollout of revision")),

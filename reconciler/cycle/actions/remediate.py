@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 
-from reconciler import errors
 from reconciler.cluster import rollout
 from reconciler.cycle import concluding, deciding, observing, toolboxes
 from reconciler.cycle.actions import reverting
@@ -21,17 +20,40 @@ from reconciler.releasing import targets
 log = logging.getLogger("lumina.reconcile")
 
 
-async def _rolled_back_to(box: toolboxes.Toolbox, attempt: observing.Rollout) -> int | None:
-    """The revision a rollback cut short by a stop left deployed, if Helm says one is
-    (the rollback's return value is lost with the cancellation)."""
-    try:
-        release = await box.deps.releaser.current()
-    except errors.LuminaError as exc:
-        log.warning("could not read the release after the rollback: %s", exc)
-        return None
-    if release is None or release.status != "deployed" or release.revision == attempt.revision:
-        return None
-    return release.revision
+async def _revert_and_roll_back(
+    box: toolboxes.Toolbox,
+    seen: observing.Observation,
+    attempt: observing.Rollout,
+    previous: int,
+) -> tuple[tuple[str, ...], int]:
+    """The remediation's writes: the data revert, then the rollback; its notes and the
+    new revision."""
+    reverted = await reverting.revert_data(box, seen, attempt)
+    log.info("rolling back to revision %d with helm", previous)
+    return reverted, await box.deps.releaser.rollback(previous)
+
+
+async def _record_stop(
+    box: toolboxes.Toolbox,
+    seen: observing.Observation,
+    previous: int,
+    revision: int,
+    reverted: tuple[str, ...],
+) -> None:
+    """A stop landed once the rollback was done: recorded as a rollback's failure, so
+    the next start does not try these inputs again."""
+    assert seen.failure is not None
+    said = "; ".join(
+        [
+            f"rollout failed: {seen.failure.result.summary}",
+            f"rolled back to revision {previous} (now revision {revision}), then stopped "
+            "before its pods were seen ready; these inputs are not tried again until "
+            "they change",
+            *reverted,
+        ]
+    )
+    await asyncio.to_thread(concluding.stopped_in_rollback, box, seen, said, revision)
+    log.warning("%s", said)
 
 
 async def run(
@@ -52,10 +74,20 @@ async def run(
         failed.summary,
         previous,
     )
-    reverted = await reverting.revert_data(box, seen, attempt)
-    log.info("rolling back to revision %d with helm", previous)
+    writes = asyncio.ensure_future(_revert_and_roll_back(box, seen, attempt, previous))
     try:
-        revision = await box.deps.releaser.rollback(previous)
+        reverted, revision = await asyncio.shield(writes)
+    except asyncio.CancelledError:
+        # A stop finishes the remediation's writes first: the old image cannot serve
+        # data the failed pod migrated, and a revert cut short leaves the service
+        # scaled to none. Only the wait for the old pods is skipped.
+        log.warning("stopping: finishing the data revert and the rollback first")
+        await asyncio.wait({writes})
+        if not writes.cancelled() and writes.exception() is None:
+            reverted, revision = writes.result()
+            await _record_stop(box, seen, previous, revision, reverted)
+        raise
+    try:
         box.runtime.counters["helm_reads"] += 1
         release = await box.deps.releaser.current()
         restored = targets.release_images(box.plugins, release)
@@ -65,19 +97,7 @@ async def run(
             box.deps.kube, box.config.namespace, expected, timeout=box.config.helm_timeout_seconds
         )
     except asyncio.CancelledError:
-        # Helm's rollback is never cut short (see the Helm adapter): by now it ran.
-        said = "; ".join(
-            [
-                f"rollout failed: {failed.summary}",
-                f"stopped while rolling back to revision {previous} (helm finished the "
-                "rollback); these inputs are not tried again until they change",
-                *reverted,
-            ]
-        )
-        await asyncio.to_thread(
-            concluding.stopped_in_rollback, box, seen, said, await _rolled_back_to(box, attempt)
-        )
-        log.warning("%s", said)
+        await _record_stop(box, seen, previous, revision, reverted)
         raise
     said = f"rolled back to revision {previous} (now revision {revision})"
     if again.verdict is rollout.Verdict.READY:

@@ -133,6 +133,10 @@ async def run(
     # What to return to on failure: the live revision, or (a failed one lives) the last
     # one this tool saw ready.
     previous = release.revision if deployed and release is not None else seen.saved.revision
+    if release is not None and seen.saved.revision is not None:
+        # The last revision this tool saw serve, not merely Helm's latest: a revision
+        # applied and never verified (a run stopped mid-remedy) may be the failed one.
+        previous = min(seen.saved.revision, release.revision)
     expected = {
         plugin.values_key: wanted.images[plugin.name]
         for plugin in box.plugins
