@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import pathlib
-import shutil
 import subprocess
 import tarfile
 import threading
@@ -15,11 +14,8 @@ import pytest
 from conftest import commit_all, git, write
 
 from reconciler import services
-from reconciler.building import buildkit, builds, packing
+from reconciler.building import builds, packing
 from reconciler.inputs import contexts, git_reading, worktree_reading
-
-DOCKER = shutil.which("docker") or "docker"
-GIT = shutil.which("git") or "git"
 
 
 def _plugin(name: str) -> services.ServicePlugin:
@@ -34,25 +30,9 @@ def _plugin(name: str) -> services.ServicePlugin:
     )
 
 
-@pytest.fixture(params=["buildkit", "classic"])
-def docker_client(
-    request: pytest.FixtureRequest, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> object:
-    """A client of each builder: BuildKit through the docker CLI, and the engine's classic
-    API, which is what a machine without a docker CLI gets (PATH holds git only)."""
-    if request.param == "classic":
-        tools = tmp_path / "tools"
-        tools.mkdir()
-        (tools / "git").symlink_to(GIT)
-        monkeypatch.setenv("PATH", str(tools))
-    client = builds.connect({})
-    chosen = builds.builder(client)
-    assert isinstance(chosen, buildkit.Cli) == (request.param == "buildkit"), chosen
-    return client
-
-
-def _classic(client: object) -> bool:
-    return not isinstance(builds.builder(client), buildkit.Cli)
+@pytest.fixture
+def docker_client() -> object:
+    return builds.connect({})
 
 
 @pytest.fixture
@@ -74,14 +54,14 @@ def context_repo(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def _files_in_image(reference: str) -> dict[str, tarfile.TarInfo]:
     container = subprocess.run(
-        [DOCKER, "create", reference, "/nothing"], check=True, capture_output=True, text=True
+        ["docker", "create", reference, "/nothing"], check=True, capture_output=True, text=True
     ).stdout.strip()
     try:
         exported = subprocess.run(
-            [DOCKER, "export", container], check=True, capture_output=True
+            ["docker", "export", container], check=True, capture_output=True
         ).stdout
     finally:
-        subprocess.run([DOCKER, "rm", container], check=True, capture_output=True)
+        subprocess.run(["docker", "rm", container], check=True, capture_output=True)
     with tarfile.open(fileobj=io.BytesIO(exported)) as archive:
         return {member.name: member for member in archive.getmembers()}
 
@@ -104,8 +84,7 @@ def test_image_holds_exactly_the_planned_files(
         )
     )
     assert not built.reused and built.tag == inputs.tag
-    step = "Step 2/" if _classic(docker_client) else "#"
-    assert any(line.startswith(step) and line.endswith(" COPY . /app/") for line in lines), lines
+    assert any(line.startswith("Step 2/") and ": COPY . /app/" in line for line in lines), lines
     files = _files_in_image(built.reference)
     assert {"app/app.py", "app/run.sh", "app/Dockerfile", "app/.dockerignore", "app/link"} <= set(
         files
@@ -118,7 +97,7 @@ def test_image_holds_exactly_the_planned_files(
         builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
     )
     assert again.reused, "an image already present under its digest tag must not be rebuilt"
-    subprocess.run([DOCKER, "rmi", built.reference], check=True, capture_output=True)
+    subprocess.run(["docker", "rmi", built.reference], check=True, capture_output=True)
 
 
 def test_commit_mode_builds_the_committed_content(
@@ -132,15 +111,15 @@ def test_commit_mode_builds_the_committed_content(
         builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
     )
     container = subprocess.run(
-        [DOCKER, "create", built.reference, "/x"], check=True, capture_output=True, text=True
+        ["docker", "create", built.reference, "/x"], check=True, capture_output=True, text=True
     ).stdout.strip()
     try:
         content = subprocess.run(
-            [DOCKER, "cp", f"{container}:/app/app.py", "-"], check=True, capture_output=True
+            ["docker", "cp", f"{container}:/app/app.py", "-"], check=True, capture_output=True
         ).stdout
     finally:
-        subprocess.run([DOCKER, "rm", container], check=True, capture_output=True)
-        subprocess.run([DOCKER, "rmi", built.reference], check=True, capture_output=True)
+        subprocess.run(["docker", "rm", container], check=True, capture_output=True)
+        subprocess.run(["docker", "rmi", built.reference], check=True, capture_output=True)
     with tarfile.open(fileobj=io.BytesIO(content)) as archive:
         member = archive.extractfile("app.py")
         assert member is not None and member.read() == b"print('v1')\n"
@@ -158,9 +137,9 @@ def test_failed_build_names_the_step(context_repo: pathlib.Path, docker_client: 
             builds.build(docker_client, plugin, inputs, source, log=lambda *_: None, timeout=300)
         )
     assert caught.value.step is not None
-    assert caught.value.step.startswith(
-        "Step 3/" if _classic(docker_client) else "[2/2]"
-    ) and caught.value.step.endswith(" COPY missing.txt /app/")
+    assert caught.value.step.startswith("Step 3/") and caught.value.step.endswith(
+        ": COPY missing.txt /app/"
+    )
     assert "missing.txt" in str(caught.value)
 
 

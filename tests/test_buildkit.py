@@ -30,6 +30,8 @@ PS = shutil.which("ps") or "ps"
 OLD_CLI = pathlib.Path("/usr/bin/docker")
 NEW_CLI = pathlib.Path("/usr/local/bin/docker")
 BASE = "python:3.13-slim"  # a local base image with a shell (tools/base-images)
+#: what makes a Dockerfile build through BuildKit
+MOUNT = "RUN --mount=type=cache,target=/var/cache/lumina-test true\n"
 
 
 def _plugin(name: str) -> services.ServicePlugin:
@@ -163,6 +165,56 @@ def test_buildkit_image_carries_the_same_tag_and_labels(
         _remove(built.reference)
 
 
+def test_the_image_holds_exactly_the_planned_files(
+    buildkit_client: object, repo: pathlib.Path
+) -> None:
+    write(repo, "svc/Dockerfile", f"FROM {BASE}\n{MOUNT}COPY . /app/\n")
+    write(repo, "svc/.dockerignore", "secret.txt\n")
+    write(repo, "svc/app.py", "v1\n")
+    write(repo, "svc/run.sh", "#!/bin/sh\n")
+    (repo / "svc/run.sh").chmod(0o755)
+    write(repo, "svc/secret.txt", "not for the image\n")
+    (repo / "svc/link").symlink_to("app.py")
+    built, _ = _build(buildkit_client, _plugin("exact"), repo)
+    try:
+        listing = _docker(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            built.reference,
+            "find",
+            "/app",
+            "-mindepth",
+            "1",
+            "-printf",
+            "%P %y %m>%l\\n",
+        )
+    finally:
+        _remove(built.reference)
+    assert sorted(listing.splitlines()) == [
+        ".dockerignore f 644>",
+        "Dockerfile f 644>",
+        "app.py f 644>",
+        "link l 777>app.py",
+        "run.sh f 755>",
+    ]
+
+
+def test_without_cache_mounts_the_classic_api_builds_it(
+    buildkit_client: object, repo: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A one-layer rebuild is quicker on the classic API, so a Dockerfile that wants
+    nothing of BuildKit builds there, with no fallback to report."""
+    write(repo, "svc/Dockerfile", "FROM scratch\nCOPY app.py /\n")
+    write(repo, "svc/app.py", "v1\n")
+    with caplog.at_level(logging.INFO, logger="lumina.building"):
+        built, lines = _build(buildkit_client, _plugin("plain"), repo)
+    _remove(built.reference)
+    assert any(line.startswith("svc: Step 2/") for line in lines), lines
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def test_an_edit_rebuilds_from_the_cache(buildkit_client: object, repo: pathlib.Path) -> None:
     """After an edit, the layers before it are reused and the cache mount keeps what the
     first build left in it."""
@@ -199,13 +251,13 @@ def test_an_edit_rebuilds_from_the_cache(buildkit_client: object, repo: pathlib.
 def test_a_failed_step_names_the_service_and_the_step(
     buildkit_client: object, repo: pathlib.Path
 ) -> None:
-    write(repo, "svc/Dockerfile", f"FROM {BASE}\nCOPY app.py /\nRUN echo broken && exit 3\n")
+    write(repo, "svc/Dockerfile", f"FROM {BASE}\n{MOUNT}COPY app.py /\nRUN echo broken && exit 3\n")
     write(repo, "svc/app.py", "v1\n")
     with pytest.raises(builds.BuildError) as caught:
         _build(buildkit_client, _plugin("failed"), repo)
     assert caught.value.service == "svc"
     assert caught.value.step is not None and caught.value.step.endswith(
-        "3/3] RUN echo broken && exit 3"
+        "4/4] RUN echo broken && exit 3"
     )
     assert str(caught.value).startswith("build of svc failed at ")
     assert "exit code: 3" in str(caught.value)
@@ -215,19 +267,19 @@ def test_a_failed_step_names_the_service_and_the_step(
 def test_a_missing_file_and_a_syntax_error_are_build_errors(
     buildkit_client: object, repo: pathlib.Path
 ) -> None:
-    write(repo, "svc/Dockerfile", "FROM scratch\nCOPY app.py /\nCOPY missing.txt /\n")
+    write(repo, "svc/Dockerfile", f"FROM {BASE}\n{MOUNT}COPY app.py /\nCOPY missing.txt /\n")
     write(repo, "svc/app.py", "v1\n")
     with pytest.raises(builds.BuildError, match=r"missing\.txt") as caught:
         _build(buildkit_client, _plugin("missing"), repo)
     assert caught.value.step is not None and caught.value.step.endswith("COPY missing.txt /")
-    write(repo, "svc/Dockerfile", "FROMM scratch\n")
+    write(repo, "svc/Dockerfile", f"FROMM scratch\n{MOUNT}")
     with pytest.raises(builds.BuildError, match=r"FROMM|unknown instruction"):
         _build(buildkit_client, _plugin("syntax"), repo)
 
 
 def test_the_timeout_ends_the_cli(buildkit_client: object, repo: pathlib.Path) -> None:
     marker = uuid.uuid4().hex
-    write(repo, "svc/Dockerfile", f"FROM {BASE}\nRUN sleep 120 && echo {marker}\n")
+    write(repo, "svc/Dockerfile", f"FROM {BASE}\n{MOUNT}RUN sleep 120 && echo {marker}\n")
     plugin = _plugin("timeout")
     source = worktree_reading.WorktreeSource(repo)
     inputs = contexts.service_inputs(plugin, source)

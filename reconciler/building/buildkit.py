@@ -118,6 +118,15 @@ def find(environment: Mapping[str, str], *, engine_api: str, engine_os: str) -> 
     )
 
 
+def wanted(dockerfile: bytes) -> bool:
+    """Whether ``dockerfile`` asks for what only BuildKit does (``RUN --mount`` …).
+
+    Others build on the classic API even where BuildKit is at hand: a one-layer rebuild
+    takes about 0.25 s there and 0.4 to 0.9 s through the CLI (its start, the session,
+    the context upload), and BuildKit's layer cache buys them nothing more."""
+    return _RUN_FLAGS.search(dockerfile.decode("utf-8", "surrogateescape")) is not None
+
+
 def without_cache_mounts(dockerfile: bytes) -> bytes:
     """``dockerfile`` for the classic builder: ``RUN --mount=type=cache`` flags dropped.
 

@@ -11,11 +11,12 @@ plugin's local name, before a registry was set): the same digest is the same ima
 it is tagged, not rebuilt. Build output is streamed line by line to a callback (the log,
 a progress display).
 
-Builds go through BuildKit (:mod:`reconciler.building.buildkit`, the docker CLI) when the
-engine and a CLI support it, so that ``RUN --mount=type=cache`` keeps npm's and Next's
-caches between builds; otherwise through the engine's classic API, with those cache
-mounts dropped from the Dockerfile, and a log line saying why. The choice is made once
-per client, at its first build.
+A Dockerfile that asks for BuildKit (``RUN --mount=type=cache``, so that npm's and
+Next's caches last between builds) is built through it
+(:mod:`reconciler.building.buildkit`, the docker CLI) when the engine and a CLI support
+it; otherwise on the classic API with those cache mounts dropped, and a log line saying
+why, once per client. Other Dockerfiles build on the classic API, which is quicker for a
+one-layer rebuild.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import pathlib
+import posixpath
 import re
 import threading
 import time
@@ -46,6 +48,8 @@ _environments: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyD
 _builders: weakref.WeakKeyDictionary[Any, buildkit.Cli | buildkit.Unusable] = (
     weakref.WeakKeyDictionary()
 )
+#: clients whose fallback to the classic builder was logged
+_fallbacks_told: weakref.WeakSet[Any] = weakref.WeakSet()
 _choosing = threading.Lock()
 
 
@@ -112,13 +116,28 @@ def builder(client: docker.DockerClient) -> buildkit.Cli | buildkit.Unusable:
                 engine_os=str(version.get("Os", "")),
             )
             if isinstance(chosen, buildkit.Cli):
-                log.info("building with BuildKit through %s", chosen)
-            else:
-                log.warning(
-                    "building with the classic builder, without cache mounts: %s", chosen.reason
-                )
+                log.info("Dockerfiles with cache mounts build with BuildKit through %s", chosen)
             _builders[client] = chosen
         return _builders[client]
+
+
+def _builder_for(
+    client: docker.DockerClient, plugin: services.ServicePlugin, source: contexts.Source
+) -> buildkit.Cli | None:
+    """The BuildKit CLI when ``plugin``'s Dockerfile wants one and it is usable, else None
+    (the classic API), telling once per client why a Dockerfile that wants it goes without."""
+    if not buildkit.wanted(source.raw(posixpath.normpath(plugin.dockerfile)) or b""):
+        return None
+    chosen = builder(client)
+    if isinstance(chosen, buildkit.Cli):
+        return chosen
+    with _choosing:
+        if client not in _fallbacks_told:
+            _fallbacks_told.add(client)
+            log.warning(
+                "building with the classic builder, without cache mounts: %s", chosen.reason
+            )
+    return None
 
 
 def local_data_root(client: docker.DockerClient) -> pathlib.Path | None:
@@ -252,8 +271,8 @@ async def build(
         _tag_existing, client, f"{plugin.image}:{inputs.tag}", image, inputs.tag
     ):
         return BuiltImage(plugin.name, image, inputs.tag, True, 0.0)
-    chosen = await asyncio.to_thread(builder, client)
-    if isinstance(chosen, buildkit.Cli):
+    chosen = await asyncio.to_thread(_builder_for, client, plugin, source)
+    if chosen is not None:
         try:
             await asyncio.wait_for(
                 _build_with_buildkit(
