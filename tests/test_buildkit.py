@@ -215,6 +215,20 @@ def test_without_cache_mounts_the_classic_api_builds_it(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_the_cli_builds_on_the_engine_the_client_names(
+    buildkit_client: object, repo: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI context or DOCKER_HOST set after connecting would send the build elsewhere."""
+    monkeypatch.setenv("DOCKER_CONTEXT", f"lumina-test-no-such-context-{uuid.uuid4().hex}")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    write(repo, "svc/Dockerfile", f"FROM {BASE}\n{MOUNT}")
+    built, _ = _build(buildkit_client, _plugin("engine"), repo)
+    monkeypatch.delenv("DOCKER_CONTEXT")
+    monkeypatch.delenv("DOCKER_HOST")
+    assert _docker("image", "inspect", "-f", "{{.Id}}", built.reference)
+    _remove(built.reference)
+
+
 def test_an_edit_rebuilds_from_the_cache(buildkit_client: object, repo: pathlib.Path) -> None:
     """After an edit, the layers before it are reused and the cache mount keeps what the
     first build left in it."""

@@ -30,6 +30,8 @@ _NOT_A_NAME = re.compile(r"^(sha256:|\d+\.\d+ |DONE|CACHED|ERROR|CANCELED|\.\.\.
 _CACHE_MOUNT = re.compile(r"[ \t]+(?:\\\r?\n[ \t]*)?--mount=(\S+)")
 _RUN_FLAGS = re.compile(r"(?im)^([ \t]*RUN)((?:[ \t]+(?:\\\r?\n[ \t]*)?--\S+)+)")
 _ENGINE_DOWN = ("cannot connect to the docker daemon", "error during connect")
+#: what names the engine to a docker CLI; only the caller's ``environment`` may set them
+ENGINE_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
 _CHUNK = 1 << 20
 
 
@@ -182,8 +184,11 @@ async def build(
     environment: Mapping[str, str],
     log: Callable[[str], None],
 ) -> Failure | None:
-    """Build ``context`` (a tar) as ``reference``; None when it built. Cancelling (the
-    build timeout, a stop) ends the CLI, which ends the engine's build with it."""
+    """Build ``context`` (a tar) as ``reference`` on the engine ``environment`` names
+    (``DOCKER_HOST`` …; this process's own engine variables and the CLI's current
+    context are not used); None when it built. Cancelling (the build timeout, a stop)
+    ends the CLI, which ends the engine's build with it."""
+    inherited = {k: v for k, v in os.environ.items() if k not in ENGINE_VARIABLES}
     argv = _argv(
         cli, dockerfile=dockerfile, reference=reference, labels=labels, build_args=build_args
     )
@@ -192,7 +197,7 @@ async def build(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **environment, **cli.env},
+        env={**inherited, **environment, **cli.env},
     )
     assert process.stdin is not None and process.stdout is not None
     feeding = asyncio.create_task(_feed(context, process.stdin), name="buildkit-context")

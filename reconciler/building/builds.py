@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import pathlib
 import posixpath
 import re
@@ -43,7 +44,7 @@ from reconciler.inputs import contexts
 log = logging.getLogger("lumina.building")
 LogLine = Callable[[str, str], None]
 _STEP = re.compile(r"^Step \d+/\d+ : .*")
-#: what each client's engine was named by (connect's environment), for the CLI
+#: what names each client's engine to a docker CLI (connect's environment, completed)
 _environments: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 _builders: weakref.WeakKeyDictionary[Any, buildkit.Cli | buildkit.Unusable] = (
     weakref.WeakKeyDictionary()
@@ -98,8 +99,18 @@ def connect(environment: Mapping[str, str]) -> docker.DockerClient:
             hint="start it (tools/ensure-docker.sh) and the next cycle retries",
             retry_after=10,
         ) from exc
-    _environments[client] = dict(environment)
+    _environments[client] = _engine_environment(environment)
     return client
+
+
+def _engine_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """What names the engine :func:`connect` reached, for a docker CLI: the variables the
+    SDK read (``from_env`` reads this process's environment when given none), so that
+    neither a later DOCKER_HOST nor the CLI's current context sends a build elsewhere."""
+    source = environment or os.environ
+    engine = {key: source[key] for key in buildkit.ENGINE_VARIABLES[:3] if key in source}
+    engine.setdefault("DOCKER_HOST", "unix:///var/run/docker.sock")  # the SDK's default too
+    return {**environment, **engine}
 
 
 def builder(client: docker.DockerClient) -> buildkit.Cli | buildkit.Unusable:
@@ -238,7 +249,7 @@ async def _build_with_buildkit(
             reference=reference,
             labels={"io.lumina.service": plugin.name, "io.lumina.digest": inputs.digest},
             build_args=dict(plugin.build_args),
-            environment=_environments.get(client, {}),
+            environment=_environments.get(client, _engine_environment({})),
             log=lambda line: log(plugin.name, line),
         )
     finally:
