@@ -156,6 +156,10 @@ def _serves(reference: str) -> bool:
 
 def run(ctx: measuring.Context) -> measuring.GroupResult:
     stack.docker_ready()
+    # An earlier run cut short (an engine restart) leaves images that would be reused.
+    leftovers = measuring.run(["docker", "images", "-q", f"{IMAGE}/*"]).stdout.split()
+    if leftovers:
+        measuring.run(["docker", "image", "rm", "-f", *set(leftovers)], check=False)
     result = measuring.GroupResult(NAME, TITLE)
     clone = stack.clone(ctx, "builds-repo")
     plugins = {p.name: p for p in discovery.discover_services(clone).plugins}

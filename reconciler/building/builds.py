@@ -15,8 +15,8 @@ A Dockerfile that asks for BuildKit (``RUN --mount=type=cache``, so that npm's a
 Next's caches last between builds) is built through it
 (:mod:`reconciler.building.buildkit`, the docker CLI) when the engine and a CLI support
 it; otherwise on the classic API with those cache mounts dropped, and a log line saying
-why, once per client. Other Dockerfiles build on the classic API, which is quicker for a
-one-layer rebuild.
+why, once per client. Other Dockerfiles build on the classic API, which BuildKit does not
+beat on a one-layer rebuild (and loses to on a busy machine, see :func:`buildkit.wanted`).
 """
 
 from __future__ import annotations
