@@ -1,7 +1,8 @@
 """#7 Images: size of each service image, cold build, warm rebuild after a one-line edit.
 
-What it runs: the Docker CLI (``docker build``) on each service's Dockerfile and context
-in a clone of this repository — the same build a user runs by hand. Cold is
+What it runs: the Docker CLI (``docker build`` through BuildKit, as
+:func:`bench.stack.docker_build` finds it) on each service's Dockerfile and context in a
+clone of this repository — the same build a user runs by hand. Cold is
 ``--no-cache`` (the base images are local, so nothing is pulled); warm is a rebuild after
 a one-line source change with the normal layer cache, the dependency layers cached.
 Sizes are ``docker image inspect``'s ``Size``. Cold builds take minutes each, so they run
@@ -23,11 +24,11 @@ TAG = "lumina-bench"
 
 
 def _build(clone: pathlib.Path, context: str, dockerfile: str, tag: str, *extra: str) -> float:
+    command, env = stack.docker_build()
     with measuring.stopwatch() as elapsed:
         measuring.run(
             [
-                "docker",
-                "build",
+                *command,
                 "-q",
                 *stack.BUILD_FLAGS,
                 *extra,
@@ -37,6 +38,7 @@ def _build(clone: pathlib.Path, context: str, dockerfile: str, tag: str, *extra:
                 str(clone / dockerfile),
                 str(clone / context),
             ],
+            env=env,
             timeout=3600,
         )
     return elapsed()

@@ -69,12 +69,12 @@ class _Baseline:
         tags: dict[str, str] = {plugin.name: f"bench-{label}" for plugin in self.plugins}
         images = [f"{targets.image_name(self.config, p)}:{tags[p.name]}" for p in self.plugins]
         phases: dict[str, float] = {}
+        command, env = stack.docker_build()
         with measuring.stopwatch() as elapsed:
             for plugin, image in zip(self.plugins, images, strict=True):
                 measuring.run(
                     [
-                        "docker",
-                        "build",
+                        *command,
                         "-q",
                         *stack.BUILD_FLAGS,
                         "-t",
@@ -83,6 +83,7 @@ class _Baseline:
                         str(self.clone / plugin.dockerfile),
                         str(self.clone / plugin.context),
                     ],
+                    env=env,
                     timeout=3600,
                 )
         phases["build"] = elapsed()

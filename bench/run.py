@@ -27,6 +27,7 @@ import rich.console
 from bench import (
     backend_cpu,
     bootstrap,
+    builds,
     burst,
     failure,
     idle,
@@ -48,6 +49,7 @@ GROUPS: tuple[ModuleType, ...] = (
     notify,
     backend_cpu,
     images,
+    builds,
     inner_loop,
     failure,
     load,

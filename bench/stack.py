@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import measuring
 from reconciler import settings
+from reconciler.building import buildkit, builds
 from reconciler.cli import wiring
 from reconciler.cluster import kube, providers
 from reconciler.daemon import locking
@@ -39,6 +40,18 @@ FRONTEND_URL = "http://127.0.0.1:30080"
 #: (docker0) while the cluster's networking is set up, and the network a RUN step uses
 #: changes no layer and no timing that matters here.
 BUILD_FLAGS = ("--network", "host")
+
+
+def docker_build() -> tuple[list[str], dict[str, str]]:
+    """The CLI command (and its environment) a user builds with by hand: through BuildKit,
+    as the reconciler finds it, since the frontend's cache mounts need it."""
+    chosen = builds.builder(builds.connect({}))
+    if not isinstance(chosen, buildkit.Cli):
+        raise measuring.NotRunError(
+            f"no BuildKit here ({chosen.reason}); the frontend's Dockerfile needs it "
+            "(a test machine gets buildx from tools/install-buildx.sh)"
+        )
+    return list(chosen.argv), dict(chosen.env)
 
 
 def executable() -> str:

@@ -13,6 +13,7 @@ import io
 import posixpath
 import tarfile
 import tempfile
+from collections.abc import Callable
 from typing import IO
 
 from reconciler import errors, services
@@ -43,9 +44,14 @@ def _tarinfo(name: str, entry: trees.FileEntry, content: bytes) -> tarfile.TarIn
 
 
 def pack(
-    plugin: services.ServicePlugin, inputs: contexts.ServiceInputs, source: contexts.Source
+    plugin: services.ServicePlugin,
+    inputs: contexts.ServiceInputs,
+    source: contexts.Source,
+    *,
+    dockerfile_filter: Callable[[bytes], bytes] | None = None,
 ) -> tuple[IO[bytes], str]:
-    """A tar of ``inputs.files`` relative to the context, and the Dockerfile's name in it."""
+    """A tar of ``inputs.files`` relative to the context, and the Dockerfile's name in it;
+    ``dockerfile_filter`` rewrites the Dockerfile for a builder that reads less of it."""
     context = posixpath.normpath(plugin.context)
     base = "" if context == "." else context + "/"
     dockerfile = posixpath.normpath(plugin.dockerfile)
@@ -62,6 +68,8 @@ def pack(
                     retry_after=0.5,
                 )
             name = path[len(base) :] if path.startswith(base) else OUTSIDE_DOCKERFILE
+            if dockerfile_filter is not None and name == dockerfile_name:
+                content = dockerfile_filter(content)
             info = _tarinfo(name, entry, content)
             archive.addfile(info, None if info.type == tarfile.SYMTYPE else io.BytesIO(content))
     spool.seek(0)
