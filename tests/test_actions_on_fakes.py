@@ -365,3 +365,48 @@ def test_remediate_restores_the_migrated_data_then_rolls_back_to_the_old_pods(
     assert _image(live) == old
     assert after.saved.revision == 3
     assert deciding.decide(after).state is deciding.CycleState.ROLLED_BACK
+
+
+def test_a_revert_is_recorded_as_pending_while_it_runs_and_cleared_when_it_ends(
+    project: pathlib.Path,
+) -> None:
+    """Issue 23: a daemon killed between scaling the service to none and the end of
+    its revert left the data migrated and nothing to say so: the next start applied the
+    old image onto that schema and rolled back into a crash. ``state.json`` now names
+    the revert from before the scale-down to its end, and the next cycle finishes it
+    before anything else (``revert-unfinished``)."""
+    fake = _installed(project)
+    old = _image(fake.kube.get("apps/v1", "Deployment", NAMESPACE, "backend"))
+    fake.kube.put(_serving_pod(old))
+    backup = "/data/backups/rev1-before-new.db"
+    fake.kube.commands = lambda argv: kube.ExecResult(
+        0, json.dumps({"path": backup, "size": 4096}), ""
+    )
+    pending_while_reverting: list[dict[str, dict[str, str]]] = []
+
+    def kubelet(pod: fakes.Object) -> fakes.Object:
+        if trial_pods.REVERT_LABEL in pod["metadata"].get("labels", {}):
+            # What a kill at this moment would leave on disk.
+            pending_while_reverting.append(fake.box.deps.store.load().state.reverts_pending)
+        return _trial_passes_revert_restores(pod)
+
+    fake.kube.kubelet = kubelet
+    fake.kube.logs["backend-revert"] = json.dumps({"kept": True, "reason": "same schema"})
+    (project / "services/backend/app/main.py").write_text("app = 'backend, migrating'\n")
+    seen = _observe(fake)
+    assert seen.desired is not None
+    new = seen.desired.images["backend"]
+    fake.releases.failing[new] = "crash"
+    fake.releases.deployed = [_chart_deployment(old)]
+    fake.releases.rendered = [_chart_deployment(new)]
+    seen, decision = _act_until(fake, seen, deciding.Action.REMEDIATE)
+
+    asyncio.run(remediate.run(fake.box, seen, decision))
+
+    assert pending_while_reverting == [{"backend": {"backup": backup, "image": old}}]
+    assert fake.box.deps.store.load().state.reverts_pending == {}
+    left = fake.box.deps.store.load().state.model_copy(
+        update={"reverts_pending": {"backend": {"backup": backup, "image": old}}}
+    )
+    again = dataclasses.replace(seen, saved=left, failure=None, pending_rollout=None)
+    assert deciding.decide(again).state is deciding.CycleState.REVERT_UNFINISHED

@@ -128,6 +128,16 @@ ADOPTED = observing.Rollout(3, None, {"backend": BACKEND_NEW}, applied_now=False
 CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
     "git mid-merge": (_seen(paused="a merge is in progress", desired=None), S.PAUSED, ()),
     "release pending-upgrade": (_seen(status="pending-upgrade"), S.LOCKED, ()),
+    "a data revert cut short": (
+        _seen(
+            status="pending-upgrade",
+            saved=_saved().model_copy(
+                update={"reverts_pending": {"backend": {"backup": "b.db", "image": BACKEND_OLD}}}
+            ),
+        ),
+        S.REVERT_UNFINISHED,
+        ("backend",),
+    ),
     "orphan helm still writing": (
         _seen(status="pending-rollback", helm_writers=(4242,)),
         S.LOCKED,
@@ -289,6 +299,7 @@ CASES: dict[str, tuple[observing.Observation, S, tuple[str, ...]]] = {
 ACTION_TABLE = {
     S.PAUSED: A.NONE,
     S.LOCKED: A.UNLOCK,
+    S.REVERT_UNFINISHED: A.REVERT,
     S.KNOWN_FAILURE: A.NONE,
     S.IN_SYNC: A.NONE,
     S.UNRECORDED: A.RECORD,

@@ -22,6 +22,8 @@ class CycleState(enum.StrEnum):
     PAUSED = "paused"
     #: the release is ``pending-*`` (a crash, or a helm of a killed run still at work)
     LOCKED = "locked"
+    #: a data revert was begun and never finished (the daemon was killed mid-way)
+    REVERT_UNFINISHED = "revert-unfinished"
     #: these exact inputs failed before; waiting for a change
     KNOWN_FAILURE = "known-failure"
     #: the cluster runs what the repository says, and the state file knows it
@@ -45,6 +47,7 @@ class CycleState(enum.StrEnum):
 class Action(enum.StrEnum):
     NONE = "none"
     UNLOCK = "unlock"
+    REVERT = "revert"
     RECORD = "record"
     BUILD = "build"
     DELIVER = "deliver"
@@ -56,6 +59,7 @@ class Action(enum.StrEnum):
 ACTION_FOR_STATE: dict[CycleState, Action] = {
     CycleState.PAUSED: Action.NONE,
     CycleState.LOCKED: Action.UNLOCK,
+    CycleState.REVERT_UNFINISHED: Action.REVERT,
     CycleState.KNOWN_FAILURE: Action.NONE,
     CycleState.IN_SYNC: Action.NONE,
     CycleState.UNRECORDED: Action.RECORD,
@@ -136,13 +140,22 @@ def _after_failure(seen: observing.Observation) -> Decision:
     )
 
 
-def decide(seen: observing.Observation) -> Decision:
-    """The state ``seen`` is in. Order matters: what the cycle itself started (a rollout
-    to verify or remedy) comes before anything the repository asks for."""
+def _what_the_cycle_started(seen: observing.Observation) -> Decision | None:
+    """The states that come before anything the repository asks for: git paused, a
+    remedy done or due, a revert cut short, a rollout to verify, a release locked."""
     if seen.paused:
         return Decision(CycleState.PAUSED, seen.paused)
     if seen.rolled_back:
         return Decision(CycleState.ROLLED_BACK, seen.rolled_back)
+    if seen.saved.reverts_pending:
+        # Before any rollout: the data a killed revert left may be at a schema only the
+        # failed image knows, and every image but that one would crash on it.
+        pending = tuple(sorted(seen.saved.reverts_pending))
+        return Decision(
+            CycleState.REVERT_UNFINISHED,
+            f"the data revert of {', '.join(pending)} was cut short: finishing it",
+            pending,
+        )
     if seen.failure is not None:
         return _after_failure(seen)
     if seen.pending_rollout is not None:
@@ -159,6 +172,16 @@ def decide(seen: observing.Observation) -> Decision:
             f"revision {release.revision} is {release.status}"
             + (f" (helm PID {holders} still at work)" if holders else ""),
         )
+    return None
+
+
+def decide(seen: observing.Observation) -> Decision:
+    """The state ``seen`` is in. Order matters: what the cycle itself started (a rollout
+    to verify or remedy) comes before anything the repository asks for."""
+    started = _what_the_cycle_started(seen)
+    if started is not None:
+        return started
+    release = seen.release
     assert seen.desired is not None
     plan = seen.plan()
     assert plan is not None

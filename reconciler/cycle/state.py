@@ -56,6 +56,10 @@ class State(pydantic.BaseModel):
     last_failure: dict[str, Any] | None = None
     #: per Secret name, the fingerprint of its locally given values when last deployed
     secret_fingerprints: dict[str, str] = pydantic.Field(default_factory=dict)
+    #: data reverts begun and not yet finished: service -> {"backup", "image"}. Written
+    #: before a service is scaled to none, cleared when its revert ends: a daemon killed
+    #: in between finishes the revert at its next start, before anything else.
+    reverts_pending: dict[str, dict[str, str]] = pydantic.Field(default_factory=dict)
 
     @pydantic.field_validator("history", mode="before")
     @classmethod

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from reconciler.cycle import deciding, observing, toolboxes
-from reconciler.cycle.actions import build, deliver, record, remediate, unlock, upgrade, verify
+from reconciler.cycle.actions import (
+    build,
+    deliver,
+    finish_revert,
+    record,
+    remediate,
+    unlock,
+    upgrade,
+    verify,
+)
 
 Act = Callable[
     [toolboxes.Toolbox, observing.Observation, deciding.Decision],
@@ -19,6 +28,7 @@ Act = Callable[
 
 BY_ACTION: dict[deciding.Action, Act] = {
     deciding.Action.UNLOCK: unlock.run,
+    deciding.Action.REVERT: finish_revert.run,
     deciding.Action.RECORD: record.run,
     deciding.Action.BUILD: build.run,
     deciding.Action.DELIVER: deliver.run,
@@ -30,6 +40,7 @@ BY_ACTION: dict[deciding.Action, Act] = {
 #: the name each action's seconds are reported under in a cycle's phases
 PHASE_NAMES: dict[deciding.Action, str] = {
     deciding.Action.UNLOCK: "unlock",
+    deciding.Action.REVERT: "revert",
     deciding.Action.RECORD: "record",
     deciding.Action.BUILD: "build",
     deciding.Action.DELIVER: "load",

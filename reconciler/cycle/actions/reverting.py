@@ -43,9 +43,8 @@ async def revert_data(
     box: toolboxes.Toolbox, seen: observing.Observation, attempt: observing.Rollout
 ) -> tuple[str, ...]:
     """Revert what the failed pods migrated; one note per service considered."""
-    namespace = box.config.namespace
     previous_images = targets.release_images(box.plugins, seen.release)
-    notes: list[str] = []
+    jobs: dict[str, dict[str, str]] = {}
     for plugin in box.plugins:
         backup = attempt.backups.get(plugin.name)
         commands = plugin.database
@@ -55,11 +54,32 @@ async def revert_data(
         if image is None and plugin.name in seen.saved.services:
             deployed = seen.saved.services[plugin.name]
             image = f"{deployed.image}:{deployed.tag}"
+        if image is not None:
+            jobs[plugin.name] = {"backup": backup, "image": image}
+    return await revert_each(box, seen, jobs)
+
+
+async def revert_each(
+    box: toolboxes.Toolbox, seen: observing.Observation, jobs: dict[str, dict[str, str]]
+) -> tuple[str, ...]:
+    """Revert each service's data (service -> its backup and the image to revert with),
+    each one recorded in ``state.json`` as pending from before its scale-down to its end."""
+    namespace = box.config.namespace
+    notes: list[str] = []
+    pending = dict(seen.saved.reverts_pending)
+    for plugin in box.plugins:
+        job = jobs.get(plugin.name)
+        commands = plugin.database
+        if job is None or commands is None or not commands.revert:
+            continue
+        backup, image = job["backup"], job["image"]
         live = await asyncio.to_thread(
             box.deps.kube.get, "apps/v1", "Deployment", namespace, plugin.values_key
         )
-        if image is None or live is None:
+        if live is None:
             continue
+        pending[plugin.name] = {"backup": backup, "image": image}
+        await _note_pending(box, seen, pending)
         log.info("reverting %s's data if the failed pod migrated it (%s)", plugin.name, backup)
         try:
             await trial_pods.scale_to_none(
@@ -75,22 +95,38 @@ async def revert_data(
             log.warning("could not revert %s's data: %s", plugin.name, exc)
             notes.append(f"{plugin.name}: data not checked after the failure ({exc.message})")
             continue
-        said = _said(text)
-        if not ok or said is None:
-            last = text.strip().splitlines()[-1:] or ["no output"]
-            log.warning("reverting %s's data failed: %s", plugin.name, last[0])
-            notes.append(f"{plugin.name}: reverting the data failed: {last[0]}")
-            continue
-        restored = said.get("restored")
-        if isinstance(restored, dict):
-            kept = said.get("previous")
-            kept_name = kept.get("name") if isinstance(kept, dict) else "?"
-            note = (
-                f"{plugin.name}: restored the database from {restored.get('name')} "
-                f"({said.get('reason')}); the migrated one is kept as {kept_name}"
-            )
-        else:
-            note = f"{plugin.name}: database kept as it was ({said.get('reason')})"
-        log.info("%s", note)
-        notes.append(note)
+        finally:
+            # Ended, well or not: what is left is said in the notes, not retried forever.
+            pending.pop(plugin.name, None)
+            await _note_pending(box, seen, pending)
+        notes.append(_outcome(plugin.name, ok, text))
     return tuple(notes)
+
+
+async def _note_pending(
+    box: toolboxes.Toolbox, seen: observing.Observation, pending: dict[str, dict[str, str]]
+) -> None:
+    """``state.json`` as the cycle found it, with the reverts now pending."""
+    saved = seen.saved.model_copy(update={"reverts_pending": dict(pending)})
+    await asyncio.to_thread(box.deps.store.save, saved)
+
+
+def _outcome(service: str, ok: bool, text: str) -> str:
+    """What a revert pod's output says it did, as a note."""
+    said = _said(text)
+    if not ok or said is None:
+        last = text.strip().splitlines()[-1:] or ["no output"]
+        log.warning("reverting %s's data failed: %s", service, last[0])
+        return f"{service}: reverting the data failed: {last[0]}"
+    restored = said.get("restored")
+    if isinstance(restored, dict):
+        kept = said.get("previous")
+        kept_name = kept.get("name") if isinstance(kept, dict) else "?"
+        note = (
+            f"{service}: restored the database from {restored.get('name')} "
+            f"({said.get('reason')}); the migrated one is kept as {kept_name}"
+        )
+    else:
+        note = f"{service}: database kept as it was ({said.get('reason')})"
+    log.info("%s", note)
+    return note
