@@ -285,8 +285,9 @@ def test_a_signal_in_a_phase_leaves_the_app_serving_and_the_record_true(
     assert landed == phase.name, (
         f"the signal landed after {phase.name} ended:\n" + interrupted[-4000:]
     )
-    assert kept.status_code == 200, f"todo {todo['id']} lost: {kept.status_code} {kept.text}"
-    assert all(ready == wanted[name] for name, ready in deployments.items()), deployments
+    logs = f"\n--- signalled run:\n{interrupted[-3000:]}\n--- restart:\n{restarted[-4000:]}"
+    assert kept.status_code == 200, f"todo {todo['id']} lost: {kept.status_code} {kept.text}{logs}"
+    assert all(ready == wanted[name] for name, ready in deployments.items()), (deployments, logs)
     assert all(replicas >= 1 for replicas in wanted.values()), wanted
     assert revision - before <= 4, f"{revision - before} revisions for one change"
     assert saved["revision"] == revision, (saved["revision"], revision, restarted[-4000:])
