@@ -410,3 +410,35 @@ def test_a_revert_is_recorded_as_pending_while_it_runs_and_cleared_when_it_ends(
     )
     again = dataclasses.replace(seen, saved=left, failure=None, pending_rollout=None)
     assert deciding.decide(again).state is deciding.CycleState.REVERT_UNFINISHED
+
+
+def test_after_a_rollback_a_service_a_revert_left_at_no_pods_gets_its_replicas_back() -> None:
+    """Issue 23: killed during the rollback that follows a revert, the next remedy's own
+    rollback left the backend at 0 pods (the revert's scale-down is ours, and Helm did
+    not take that field back); the remedy now scales it back to its manifest's replicas."""
+    journal = fakes.Journal()
+
+    def deployment(name: str, replicas: int) -> fakes.Object:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"replicas": replicas},
+        }
+
+    namespace: fakes.Object = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE},
+    }
+    cluster = fakes.FakeKube(
+        journal, [namespace, deployment("backend", 0), deployment("chatbot", 1)]
+    )
+    manifests = [deployment("backend", 1), deployment("chatbot", 1), deployment("frontend", 2)]
+
+    scaled = asyncio.run(trial_pods.scale_back(cluster, NAMESPACE, manifests))
+
+    assert scaled == ["backend"]
+    backend = cluster.get("apps/v1", "Deployment", NAMESPACE, "backend")
+    assert backend is not None and backend["spec"]["replicas"] == 1
+    assert [call for call in journal.writes()] == ["apply Deployment lumina/backend"]

@@ -536,6 +536,35 @@ async def scale_to_none(
         await asyncio.sleep(0.3)
 
 
+async def scale_back(
+    cluster: kube.Connection, namespace: str, manifests: list[kube.Object]
+) -> list[str]:
+    """Give each Deployment of ``manifests`` that is at no pods the replicas its manifest
+    asks for; the names of those scaled. A revert scales a service to none with our own
+    field manager: Helm's rollback does not always take that field back (a killed
+    remedy left the backend at 0 after its rollback), so the remedy does."""
+    scaled: list[str] = []
+    for obj in manifests:
+        if obj.get("kind") != "Deployment":
+            continue
+        name = str(obj["metadata"]["name"])
+        wanted = int((obj.get("spec") or {}).get("replicas", 1))
+        live = await asyncio.to_thread(cluster.get, "apps/v1", "Deployment", namespace, name)
+        if live is None or wanted < 1 or int((live.get("spec") or {}).get("replicas", 1)) > 0:
+            continue
+        await asyncio.to_thread(
+            cluster.apply,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"replicas": wanted},
+            },
+        )
+        scaled.append(name)
+    return scaled
+
+
 async def run_to_completion(
     cluster: kube.Connection, namespace: str, pod: kube.Object, *, timeout: float
 ) -> tuple[bool, str]:

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 
-from reconciler.cluster import rollout
+from reconciler.cluster import rollout, trial_pods
 from reconciler.cycle import concluding, deciding, observing, toolboxes
 from reconciler.cycle.actions import reverting
 from reconciler.releasing import targets
@@ -88,6 +88,11 @@ async def run(
             await _record_stop(box, seen, previous, revision, reverted)
         raise
     try:
+        scaled = await trial_pods.scale_back(
+            box.deps.kube, box.config.namespace, await box.deps.releaser.deployed_manifests()
+        )
+        if scaled:
+            log.info("scaled %s back to the rolled-back revision's replicas", ", ".join(scaled))
         box.runtime.counters["helm_reads"] += 1
         release = await box.deps.releaser.current()
         restored = targets.release_images(box.plugins, release)
