@@ -81,7 +81,7 @@ PHASES = [
         ("restored the database", "database kept as it was", "reverting backend's data failed"),
         failing=True,
     ),
-    Phase("rollback", "rolling back to revision", ("cycle 1:",), failing=True),
+    Phase("rollback", "helm rollback to revision", ("cycle 1:",), failing=True),
     Phase("record", "-> record", ("cycle 1:",)),
 ]
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}

@@ -29,7 +29,7 @@ async def _revert_and_roll_back(
     """The remediation's writes: the data revert, then the rollback; its notes and the
     new revision."""
     reverted = await reverting.revert_data(box, seen, attempt)
-    log.info("rolling back to revision %d with helm", previous)
+    log.info("helm rollback to revision %d", previous)
     return reverted, await box.deps.releaser.rollback(previous)
 
 
@@ -68,6 +68,8 @@ async def run(
             rolled_back=f"rollout failed: {failed.summary}; nothing was deployed before "
             f"revision {attempt.revision}, so there is nothing to return to",
         )
+    # Armed before the first word or write: a kill from here on leaves the revert pending.
+    await reverting.arm(box, seen, reverting.jobs_for(box, seen, attempt))
     log.warning(
         "rollout of revision %d failed (%s): rolling back to revision %d",
         attempt.revision,

@@ -39,10 +39,11 @@ def _said(text: str) -> dict[str, object] | None:
     return None
 
 
-async def revert_data(
+def jobs_for(
     box: toolboxes.Toolbox, seen: observing.Observation, attempt: observing.Rollout
-) -> tuple[str, ...]:
-    """Revert what the failed pods migrated; one note per service considered."""
+) -> dict[str, dict[str, str]]:
+    """The data reverts a failed ``attempt`` calls for: service -> the backup its
+    pre-upgrade hook made and the previous image to revert with."""
     previous_images = targets.release_images(box.plugins, seen.release)
     jobs: dict[str, dict[str, str]] = {}
     for plugin in box.plugins:
@@ -56,7 +57,23 @@ async def revert_data(
             image = f"{deployed.image}:{deployed.tag}"
         if image is not None:
             jobs[plugin.name] = {"backup": backup, "image": image}
-    return await revert_each(box, seen, jobs)
+    return jobs
+
+
+async def arm(
+    box: toolboxes.Toolbox, seen: observing.Observation, jobs: dict[str, dict[str, str]]
+) -> None:
+    """Record ``jobs`` as pending before the remedy does anything: a daemon killed from
+    here on leaves them in ``state.json``, and its next start finishes them first."""
+    if jobs:
+        await _note_pending(box, seen, {**seen.saved.reverts_pending, **jobs})
+
+
+async def revert_data(
+    box: toolboxes.Toolbox, seen: observing.Observation, attempt: observing.Rollout
+) -> tuple[str, ...]:
+    """Revert what the failed pods migrated; one note per service considered."""
+    return await revert_each(box, seen, jobs_for(box, seen, attempt))
 
 
 async def revert_each(
@@ -66,7 +83,7 @@ async def revert_each(
     each one recorded in ``state.json`` as pending from before its scale-down to its end."""
     namespace = box.config.namespace
     notes: list[str] = []
-    pending = dict(seen.saved.reverts_pending)
+    pending = {**seen.saved.reverts_pending, **jobs}
     for plugin in box.plugins:
         job = jobs.get(plugin.name)
         commands = plugin.database
@@ -77,6 +94,8 @@ async def revert_each(
             box.deps.kube.get, "apps/v1", "Deployment", namespace, plugin.values_key
         )
         if live is None:
+            pending.pop(plugin.name, None)
+            await _note_pending(box, seen, pending)
             continue
         pending[plugin.name] = {"backup": backup, "image": image}
         await _note_pending(box, seen, pending)
