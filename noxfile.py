@@ -68,6 +68,8 @@ def tests(session: nox.Session) -> None:
     """Reconciler tests: settings, plugins, planning, against real git and files."""
     _install_project(session, "test")
     _test_packages(session, "tests")
+    # The BuildKit tests take both CLI routes; buildx is built once and cached.
+    session.run("bash", "tools/install-buildx.sh", external=True)
     session.run(
         "pytest",
         "tests",

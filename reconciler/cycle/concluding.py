@@ -198,7 +198,7 @@ def crashed(
 
 
 def stopped_in_rollback(
-    box: toolboxes.Toolbox, seen: observing.Observation, message: str, revision: int | None
+    box: toolboxes.Toolbox, seen: observing.Observation, message: str, revision: int
 ) -> outcomes.CycleResult:
     """A stop (SIGTERM) landed while a failed rollout was remedied: the data revert and
     the rollback were finished first, so the failure is recorded as a rollback's, and
@@ -213,7 +213,11 @@ def stopped_in_rollback(
         clock=box.deps.clock,
         revision=revision,
     )
-    saved = seen.saved if revision is None else seen.saved.model_copy(update={"revision": revision})
-    _save(box, saved, result, failed_inputs=seen.desired.key)
+    _save(
+        box,
+        seen.saved.model_copy(update={"revision": revision}),
+        result,
+        failed_inputs=seen.desired.key,
+    )
     box.metrics.cycles.labels(result.outcome.value).inc()
     return result

@@ -23,12 +23,12 @@ log = logging.getLogger("lumina.reconcile")
 async def _revert_and_roll_back(
     box: toolboxes.Toolbox,
     seen: observing.Observation,
-    attempt: observing.Rollout,
+    jobs: dict[str, dict[str, str]],
     previous: int,
 ) -> tuple[tuple[str, ...], int]:
-    """The remediation's writes: the data revert, then the rollback; its notes and the
+    """The remediation's writes: the data reverts, then the rollback; its notes and the
     new revision."""
-    reverted = await reverting.revert_data(box, seen, attempt)
+    reverted = await reverting.revert_each(box, seen, jobs)
     log.info("helm rollback to revision %d", previous)
     return reverted, await box.deps.releaser.rollback(previous)
 
@@ -69,14 +69,15 @@ async def run(
             f"revision {attempt.revision}, so there is nothing to return to",
         )
     # Armed before the first word or write: a kill from here on leaves the revert pending.
-    await reverting.arm(box, seen, reverting.jobs_for(box, seen, attempt))
+    jobs = reverting.jobs_for(box, seen, attempt)
+    await reverting.arm(box, seen, jobs)
     log.warning(
         "rollout of revision %d failed (%s): rolling back to revision %d",
         attempt.revision,
         failed.summary,
         previous,
     )
-    writes = asyncio.ensure_future(_revert_and_roll_back(box, seen, attempt, previous))
+    writes = asyncio.ensure_future(_revert_and_roll_back(box, seen, jobs, previous))
     try:
         reverted, revision = await asyncio.shield(writes)
     except asyncio.CancelledError:

@@ -69,18 +69,12 @@ async def arm(
         await _note_pending(box, seen, {**seen.saved.reverts_pending, **jobs})
 
 
-async def revert_data(
-    box: toolboxes.Toolbox, seen: observing.Observation, attempt: observing.Rollout
-) -> tuple[str, ...]:
-    """Revert what the failed pods migrated; one note per service considered."""
-    return await revert_each(box, seen, jobs_for(box, seen, attempt))
-
-
 async def revert_each(
     box: toolboxes.Toolbox, seen: observing.Observation, jobs: dict[str, dict[str, str]]
 ) -> tuple[str, ...]:
-    """Revert each service's data (service -> its backup and the image to revert with),
-    each one recorded in ``state.json`` as pending from before its scale-down to its end."""
+    """Revert each service's data (service -> its backup and the image to revert with).
+    The jobs are pending in ``state.json`` already (:func:`arm`, or a cycle that found
+    them there); each is cleared from it when it ends."""
     namespace = box.config.namespace
     notes: list[str] = []
     pending = {**seen.saved.reverts_pending, **jobs}
@@ -97,8 +91,6 @@ async def revert_each(
             pending.pop(plugin.name, None)
             await _note_pending(box, seen, pending)
             continue
-        pending[plugin.name] = {"backup": backup, "image": image}
-        await _note_pending(box, seen, pending)
         log.info("reverting %s's data if the failed pod migrated it (%s)", plugin.name, backup)
         try:
             await trial_pods.scale_to_none(
